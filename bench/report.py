@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Reads bench/work/spawn.json (hyperfine --export-json) and meta.json (what
+bench/spawn.sh ran), prints a table of medians and the ccos-jail ratios, and
+writes bench/work/spawn.md, a snippet for a README.
+
+usage: report.py [WORKDIR]      (default: bench/work beside this file)
+"""
+
+import json
+import os
+import statistics
+import sys
+
+FLOOR = "true"  # /bin/true through the same wrapper as the jails
+ORDER = ["ccos-jail", "bwrap", "crun", "crun, no cgroup", "unshare", "true", "true, bare"]
+WHAT = {
+    "ccos-jail": "ccos-jail run -- /bin/true, default profile",
+    "bwrap": "bwrap --unshare-all, ro binds, --proc, --dev, --tmpfs /tmp, --cap-drop ALL, seccomp denylist",
+    "crun": "crun run of an equivalent OCI bundle (cgroupfs: a cgroup in every v1 hierarchy)",
+    "crun, no cgroup": "the same, crun --cgroup-manager=disabled",
+    "unshare": "unshare --user --map-root-user --pid --fork --mount --net --uts --ipc --cgroup /bin/true",
+    "true": "/bin/true (floor: wrapper + exec)",
+    "true, bare": "/bin/true, no wrapper (the wrapper's own cost is the gap to `true`)",
+}
+
+
+def quantile(xs, q):
+    xs = sorted(xs)
+    if len(xs) == 1:
+        return xs[0]
+    pos = q * (len(xs) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def load(work):
+    with open(os.path.join(work, "spawn.json")) as fh:
+        results = json.load(fh)["results"]
+    meta = {}
+    path = os.path.join(work, "meta.json")
+    if os.path.exists(path):
+        with open(path) as fh:
+            meta = json.load(fh)
+    rows = {}
+    for r in results:
+        ms = [t * 1000 for t in r["times"]]
+        rows[r["command"]] = {
+            "n": len(ms),
+            "median": statistics.median(ms),
+            "p10": quantile(ms, 0.10),
+            "p90": quantile(ms, 0.90),
+            "min": min(ms),
+            "mean": statistics.fmean(ms),
+            "user": r.get("user", 0) * 1000,
+            "system": r.get("system", 0) * 1000,
+        }
+    return rows, meta
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}x" if b > 0 else "n/a"
+
+
+def main():
+    work = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "work")
+    rows, meta = load(work)
+    names = [n for n in ORDER if n in rows] + [n for n in rows if n not in ORDER]
+    floor = rows[FLOOR]["median"] if FLOOR in rows else 0.0
+
+    header = ["contender", "median ms", "p10 ms", "p90 ms", "min ms", "minus floor ms", "user+sys ms"]
+    table = []
+    for n in names:
+        r = rows[n]
+        net = f"{r['median'] - floor:.2f}" if FLOOR in rows and n not in (FLOOR, "true, bare") else ""
+        table.append([n, f"{r['median']:.2f}", f"{r['p10']:.2f}", f"{r['p90']:.2f}",
+                      f"{r['min']:.2f}", net, f"{r['user'] + r['system']:.2f}"])
+
+    ratios = []
+    if "ccos-jail" in rows:
+        j = rows["ccos-jail"]["median"]
+        for other in ("bwrap", "crun", "crun, no cgroup"):
+            if other in rows:
+                o = rows[other]["median"]
+                ratios.append((f"ccos-jail / {other}", ratio(j, o), ratio(j - floor, o - floor)))
+
+    # Terminal.
+    widths = [max(len(header[i]), *(len(t[i]) for t in table)) for i in range(len(header))]
+    fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
+    print()
+    print(fmt.format(*header))
+    for t in table:
+        print(fmt.format(*t))
+    print()
+    if ratios:
+        print("ratio of medians (raw / minus floor):")
+        for name, raw, net in ratios:
+            print(f"  {name:<28} {raw:>7}  {net:>7}")
+    else:
+        print("no ccos-jail row: no ratios")
+    print()
+
+    # Markdown snippet.
+    v = meta.get("versions", {})
+    md = []
+    md.append(f"Spawn latency of a jailed `/bin/true`, {meta.get('runs', '?')} runs each after "
+              f"{meta.get('warmup', '?')} warmup runs (hyperfine {v.get('hyperfine', '?')}, `-N`), "
+              f"{meta.get('date', '?')}.")
+    md.append("")
+    md.append(f"Host: {meta.get('cpu', '?')}, {meta.get('cores', '?')} cores, Linux {meta.get('kernel', '?')}; "
+              f"bwrap {v.get('bwrap', '?')}, crun {v.get('crun', '?')}, util-linux {v.get('unshare', '?')}, "
+              f"ccos-jail {v.get('ccos-jail', '?')}.")
+    md.append("")
+    md.append("| " + " | ".join(header) + " |")
+    md.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
+    for t in table:
+        md.append("| " + " | ".join([f"`{t[0]}`"] + t[1:]) + " |")
+    md.append("")
+    if ratios:
+        md.append("| ratio of medians | raw | minus floor |")
+        md.append("|---|---:|---:|")
+        for name, raw, net in ratios:
+            md.append(f"| {name} | {raw} | {net} |")
+        md.append("")
+    md.append("Floor = `true` (the same `sh -c 'exec \"$@\" 3<\"$0\"'` wrapper every contender runs "
+              "through, then `/bin/true`); *minus floor* is the jail's own cost.")
+    md.append("")
+    for n in names:
+        if n in WHAT:
+            md.append(f"- `{n}`: {WHAT[n]}")
+    md.append("")
+    out = os.path.join(work, "spawn.md")
+    with open(out, "w") as fh:
+        fh.write("\n".join(md))
+    print(f"markdown: {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+//! `ccos-jail`: run one program in a jail, check a profile, or check a host.
+//!
+//! A thin command line over the `ccos_jail` library: it parses, builds a
+//! [`JailSpec`], spawns, waits and reports. Errors are printed once, here,
+//! with their Display text.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use ccos_jail::profile::{BindMount, Limits, NetworkMode, TmpfsMount};
+use ccos_jail::size::{parse_bytes, parse_duration};
+use ccos_jail::{JailSpec, Profile};
+
+/// Exit code for errors of ccos-jail itself (as Docker and Podman use 125).
+const JAIL_ERROR: u8 = 125;
+
+#[derive(Parser)]
+#[command(
+    name = "ccos-jail",
+    version,
+    about = "Run a program in a jail: fresh namespaces, a minimal read-only root, no capabilities, seccomp and cgroup limits"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run PROGRAM in a new jail and exit with its exit code (128+signal if killed).
+    Run(Box<RunArgs>),
+    /// Parse and compile a jail profile (name or .toml) or a seccomp profile (.json); print what it enforces.
+    CheckProfile {
+        /// A shipped profile name, a jail profile .toml, or an OCI seccomp .json.
+        profile: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// A shipped profile name (default, strict) or a path to a profile .toml.
+    #[arg(long, default_value = "default")]
+    profile: String,
+    /// Bind a host path into the jail: SRC:DST[:ro|:rw] (read-only unless :rw).
+    #[arg(long, value_name = "SRC:DST[:ro|:rw]")]
+    bind: Vec<String>,
+    /// A fresh tmpfs in the jail: DST[:SIZE] (default size 16M).
+    #[arg(long, value_name = "DST[:SIZE]")]
+    tmpfs: Vec<String>,
+    /// Set a variable in the program's environment.
+    #[arg(long, value_name = "K=V")]
+    env: Vec<String>,
+    /// The jail's host name.
+    #[arg(long)]
+    hostname: Option<String>,
+    /// none: lo down; loopback: lo up. Either way a fresh network namespace.
+    #[arg(long, value_name = "none|loopback")]
+    net: Option<NetworkMode>,
+    /// Memory limit (e.g. 256M), overriding the profile's.
+    #[arg(long, value_name = "SIZE")]
+    memory: Option<String>,
+    /// Maximum number of processes in the jail, its init included.
+    #[arg(long, value_name = "N")]
+    pids: Option<u64>,
+    /// CPU limit as a number of CPUs (e.g. 0.5).
+    #[arg(long, value_name = "CPUS")]
+    cpus: Option<f64>,
+    /// Wall-time limit (e.g. 30s, 1500ms); the whole jail is killed at the limit.
+    #[arg(long, value_name = "DURATION")]
+    time_limit: Option<String>,
+    /// Write the outcome as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    report_json: Option<PathBuf>,
+    /// The program and its arguments.
+    #[arg(last = true, required = true, value_name = "PROGRAM ARGS")]
+    argv: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(*args),
+        Command::CheckProfile { profile } => check_profile(&profile).map(|()| 0),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("ccos-jail: {e:#}");
+            ExitCode::from(JAIL_ERROR)
+        }
+    }
+}
+
+fn run(args: RunArgs) -> Result<u8> {
+    let profile = Arc::new(Profile::resolve(&args.profile)?);
+    let mut spec = JailSpec::new(profile, args.argv);
+    for b in &args.bind {
+        spec.binds.push(parse_bind(b)?);
+    }
+    for t in &args.tmpfs {
+        spec.tmpfs.push(parse_tmpfs(t)?);
+    }
+    for kv in &args.env {
+        let (k, v) = kv.split_once('=').with_context(|| format!("--env {kv:?}: expected K=V"))?;
+        if k.is_empty() {
+            bail!("--env {kv:?}: the name is empty");
+        }
+        spec.env.push((k.to_string(), v.to_string()));
+    }
+    spec.hostname = args.hostname;
+    spec.network = args.net;
+    spec.limits = Limits {
+        memory_bytes: args
+            .memory
+            .as_deref()
+            .map(parse_bytes)
+            .transpose()
+            .map_err(anyhow::Error::msg)
+            .context("--memory")?,
+        pids: args.pids,
+        cpus: args.cpus,
+        time_limit: args
+            .time_limit
+            .as_deref()
+            .map(parse_duration)
+            .transpose()
+            .map_err(anyhow::Error::msg)
+            .context("--time-limit")?,
+    };
+
+    // Signals for ccos-jail are passed on to the program; block them so they
+    // queue on a signalfd instead of killing us (the child unblocks them).
+    let mut forwarded = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2] {
+        forwarded.add(s);
+    }
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), None).context("blocking signals")?;
+    let signals =
+        SignalFd::with_flags(&forwarded, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).context("signalfd")?;
+
+    let jail = ccos_jail::spawn(&spec)?;
+    if let Some(failure) = jail.setup_failure() {
+        eprintln!("ccos-jail: {failure}");
+    }
+    let report = jail.wait(Some(&signals))?;
+    if let Some(path) = &args.report_json {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, json + "\n").with_context(|| format!("writing --report-json {}", path.display()))?;
+    }
+    Ok(report.shell_exit_code().clamp(0, 255) as u8)
+}
+
+fn parse_bind(text: &str) -> Result<BindMount> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let (src, dst, read_only) = match parts.as_slice() {
+        [src, dst] => (*src, *dst, true),
+        [src, dst, "ro"] => (*src, *dst, true),
+        [src, dst, "rw"] => (*src, *dst, false),
+        _ => bail!("--bind {text:?}: expected SRC:DST, SRC:DST:ro or SRC:DST:rw"),
+    };
+    if src.is_empty() || dst.is_empty() {
+        bail!("--bind {text:?}: SRC and DST must not be empty");
+    }
+    let src = std::path::absolute(src).with_context(|| format!("--bind {text:?}"))?;
+    Ok(BindMount { src, dst: PathBuf::from(dst), read_only })
+}
+
+fn parse_tmpfs(text: &str) -> Result<TmpfsMount> {
+    let (dst, size) = match text.split_once(':') {
+        Some((d, s)) => (d, parse_bytes(s).map_err(|e| anyhow::anyhow!("--tmpfs {text:?}: {e}"))?),
+        None => (text, 16 << 20),
+    };
+    Ok(TmpfsMount { dst: PathBuf::from(dst), size_bytes: size })
+}
+
+fn check_profile(name_or_path: &str) -> Result<()> {
+    if name_or_path.ends_with(".json") {
+        let compiled = ccos_jail::seccomp::load_file(std::path::Path::new(name_or_path))?;
+        println!("{}", compiled.describe());
+        return Ok(());
+    }
+    let p = Profile::resolve(name_or_path)?;
+    println!("profile {} ({})", p.name, p.origin);
+    println!("  hash:      {}", p.hash);
+    println!("  ids:       uid {} gid {} inside, a private range outside", p.uid, p.gid);
+    println!("  hostname:  {}", p.hostname);
+    println!("  network:   {:?}", p.network);
+    println!("  cwd:       {}", p.cwd.display());
+    println!("  /tmp:      tmpfs, {} bytes", p.tmp_size_bytes);
+    println!("  env pass:  {:?}", p.env_pass);
+    println!("  env set:   {:?}", p.env_set);
+    for r in &p.rlimits {
+        println!("  rlimit:    {} = {}", r.name, r.value);
+    }
+    let l = &p.limits;
+    println!(
+        "  limits:    memory {:?} bytes, pids {:?}, cpus {:?}, time limit {:?}",
+        l.memory_bytes, l.pids, l.cpus, l.time_limit
+    );
+    for b in &p.binds {
+        println!("  bind:      {} -> {} ({})", b.src.display(), b.dst.display(), if b.read_only { "ro" } else { "rw" });
+    }
+    for t in &p.tmpfs {
+        println!("  tmpfs:     {} ({} bytes)", t.dst.display(), t.size_bytes);
+    }
+    println!("seccomp {}:", p.seccomp_source);
+    println!("{}", p.seccomp.describe());
+    Ok(())
+}

@@ -1,0 +1,433 @@
+//! The jail's root file system: planned in the parent, built in the child.
+//!
+//! [`plan`] turns a spec into a list of [`MountOp`]s and checks everything
+//! that can be checked before any namespace exists (bind sources exist,
+//! destinations are absolute), so a typo fails with its path, not as a
+//! mount error from inside the child. [`build_root_in_child`] then replays
+//! the list inside the new mount namespace:
+//!
+//! 1. make every mount private, so nothing propagates back to the host;
+//! 2. put a scratch tmpfs on /tmp (ours only: the namespace is private) with
+//!    `newroot/` (another tmpfs, the jail's root) and `oldroot/` in it, and
+//!    pivot into it: the host tree is now /oldroot, still reachable for
+//!    binds, and the host's own /tmp is visible again under /oldroot/tmp;
+//! 3. replay the ops into /newroot (bind sources under /oldroot);
+//! 4. detach /oldroot, pivot into /newroot, detach the scratch root;
+//! 5. make / read-only. What is left is the tmpfs root, its binds, /proc,
+//!    /dev and the tmpfs mounts, and nothing else of the host.
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+use crate::profile::{BindMount, NetworkMode, TmpfsMount};
+use crate::report::SetupFailure;
+use crate::sys;
+
+/// Host directories a program needs, bound read-only (or recreated as the
+/// same symlink when the host has a merged /usr).
+const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
+/// Host files and folders of /etc that programs read, bound read-only when
+/// present: the dynamic linker's cache, alternatives links, CA certificates
+/// and the time zone.
+const ETC_BINDS: &[&str] = &[
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/alternatives",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/localtime",
+];
+/// Device nodes bound from the host's /dev (the same set as bwrap's --dev).
+const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+/// Parts of /proc that would let a process change the host kernel if it
+/// could write them: made read-only (write attempts get EROFS).
+const PROC_READ_ONLY: &[&str] = &["sys", "sysrq-trigger", "irq", "bus", "fs"];
+
+/// What goes where. Paths in `dst`/`path` are inside the jail's root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountOp {
+    /// Bind a host path (or, with `from_jail`, a path already in the jail).
+    Bind {
+        src: PathBuf,
+        dst: PathBuf,
+        read_only: bool,
+        from_jail: bool,
+    },
+    Tmpfs {
+        dst: PathBuf,
+        size_bytes: u64,
+        mode: u32,
+    },
+    Proc {
+        dst: PathBuf,
+    },
+    Devpts {
+        dst: PathBuf,
+    },
+    Symlink {
+        target: PathBuf,
+        path: PathBuf,
+    },
+    File {
+        path: PathBuf,
+        contents: Vec<u8>,
+    },
+    /// Remount one mount (not its children) read-only.
+    ReadOnly {
+        path: PathBuf,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error("bind source {src} does not exist (for {dst})")]
+    MissingSource { src: PathBuf, dst: PathBuf },
+    #[error("bind source {src}: {source}")]
+    Source { src: PathBuf, source: io::Error },
+    #[error("mount destination {0} must be an absolute path without `..`")]
+    BadDestination(PathBuf),
+    #[error("mount destination {0} is the jail's root; bind into a folder below it")]
+    RootDestination(PathBuf),
+}
+
+/// The inputs of [`plan`].
+pub struct RootSpec<'a> {
+    pub uid: u32,
+    pub gid: u32,
+    pub hostname: &'a str,
+    pub network: NetworkMode,
+    pub tmp_size_bytes: u64,
+    pub binds: &'a [BindMount],
+    pub tmpfs: &'a [TmpfsMount],
+}
+
+/// Plans the root. Runs in the parent, before clone.
+pub fn plan(spec: &RootSpec<'_>) -> Result<Vec<MountOp>, MountError> {
+    let mut ops = Vec::new();
+    for dir in SYSTEM_DIRS {
+        add_host_path(&mut ops, Path::new(dir))?;
+    }
+    ops.push(MountOp::File { path: "/etc/passwd".into(), contents: passwd(spec.uid, spec.gid).into_bytes() });
+    ops.push(MountOp::File { path: "/etc/group".into(), contents: group(spec.gid).into_bytes() });
+    ops.push(MountOp::File { path: "/etc/hostname".into(), contents: format!("{}\n", spec.hostname).into_bytes() });
+    ops.push(MountOp::File {
+        path: "/etc/hosts".into(),
+        contents: format!("127.0.0.1\tlocalhost {h}\n::1\tlocalhost {h}\n", h = spec.hostname).into_bytes(),
+    });
+    ops.push(MountOp::File {
+        path: "/etc/nsswitch.conf".into(),
+        contents: b"passwd: files\ngroup: files\nshadow: files\nhosts: files\n".to_vec(),
+    });
+    // No resolv.conf: neither network mode has a route to a resolver.
+    let _ = spec.network;
+    for path in ETC_BINDS {
+        add_host_path(&mut ops, Path::new(path))?;
+    }
+
+    ops.push(MountOp::Proc { dst: "/proc".into() });
+    for name in PROC_READ_ONLY {
+        let p = PathBuf::from("/proc").join(name);
+        // Present in every kernel we support except `fs` on some configs:
+        // the child skips the ones its /proc does not have.
+        ops.push(MountOp::Bind { src: p.clone(), dst: p, read_only: true, from_jail: true });
+    }
+
+    ops.push(MountOp::Tmpfs { dst: "/dev".into(), size_bytes: 64 << 10, mode: 0o755 });
+    for dev in DEVICES {
+        let p = PathBuf::from("/dev").join(dev);
+        ops.push(MountOp::Bind { src: p.clone(), dst: p, read_only: false, from_jail: false });
+    }
+    ops.push(MountOp::Devpts { dst: "/dev/pts".into() });
+    ops.push(MountOp::Symlink { target: "pts/ptmx".into(), path: "/dev/ptmx".into() });
+    ops.push(MountOp::Symlink { target: "/proc/self/fd".into(), path: "/dev/fd".into() });
+    for (i, name) in ["stdin", "stdout", "stderr"].iter().enumerate() {
+        ops.push(MountOp::Symlink {
+            target: format!("/proc/self/fd/{i}").into(),
+            path: PathBuf::from("/dev").join(name),
+        });
+    }
+    ops.push(MountOp::Tmpfs { dst: "/dev/shm".into(), size_bytes: spec.tmp_size_bytes, mode: 0o1777 });
+    ops.push(MountOp::ReadOnly { path: "/dev".into() });
+
+    ops.push(MountOp::Tmpfs { dst: "/tmp".into(), size_bytes: spec.tmp_size_bytes, mode: 0o1777 });
+
+    for b in spec.binds {
+        check_destination(&b.dst)?;
+        match std::fs::symlink_metadata(&b.src) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(MountError::MissingSource { src: b.src.clone(), dst: b.dst.clone() })
+            }
+            Err(source) => return Err(MountError::Source { src: b.src.clone(), source }),
+        }
+        ops.push(MountOp::Bind { src: b.src.clone(), dst: b.dst.clone(), read_only: b.read_only, from_jail: false });
+    }
+    for t in spec.tmpfs {
+        check_destination(&t.dst)?;
+        ops.push(MountOp::Tmpfs { dst: t.dst.clone(), size_bytes: t.size_bytes, mode: 0o1777 });
+    }
+    Ok(ops)
+}
+
+fn check_destination(dst: &Path) -> Result<(), MountError> {
+    if !dst.is_absolute() || dst.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        return Err(MountError::BadDestination(dst.to_path_buf()));
+    }
+    if dst == Path::new("/") {
+        return Err(MountError::RootDestination(dst.to_path_buf()));
+    }
+    Ok(())
+}
+
+/// A host path as the jail should see it: the same symlink, a read-only
+/// bind, or nothing when the host does not have it.
+fn add_host_path(ops: &mut Vec<MountOp>, path: &Path) -> Result<(), MountError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            let target = std::fs::read_link(path).map_err(|source| MountError::Source { src: path.into(), source })?;
+            ops.push(MountOp::Symlink { target, path: path.into() });
+        }
+        Ok(_) => ops.push(MountOp::Bind { src: path.into(), dst: path.into(), read_only: true, from_jail: false }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(source) => return Err(MountError::Source { src: path.into(), source }),
+    }
+    Ok(())
+}
+
+fn passwd(uid: u32, gid: u32) -> String {
+    let mut s = String::from("root:x:0:0:root:/root:/bin/sh\n");
+    if uid != 0 {
+        s.push_str(&format!("ccos:x:{uid}:{gid}:ccos jail user:/tmp:/bin/sh\n"));
+    }
+    s.push_str("nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
+    s
+}
+
+fn group(gid: u32) -> String {
+    let mut s = String::from("root:x:0:\n");
+    if gid != 0 {
+        s.push_str(&format!("ccos:x:{gid}:\n"));
+    }
+    s.push_str("nogroup:x:65534:\n");
+    s
+}
+
+// ---- child side -------------------------------------------------------
+
+/// Where the scratch root lives while the jail's root is being built.
+const SCRATCH: &str = "/tmp";
+const NEW_ROOT: &str = "/newroot";
+const OLD_ROOT: &str = "/oldroot";
+
+fn fail(step: &str, what: String, err: impl Into<io::Error>) -> SetupFailure {
+    let err: io::Error = err.into();
+    SetupFailure {
+        step: step.to_string(),
+        message: format!("{what}: {err}"),
+        errno: err.raw_os_error(),
+        exit_code: 125,
+    }
+}
+
+fn cpath(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).unwrap_or_else(|_| CString::new("/invalid-path-with-nul").unwrap())
+}
+
+/// Prefixes a jail path with where the new root is mounted right now.
+fn in_new_root(p: &Path) -> PathBuf {
+    let rel = p.strip_prefix("/").unwrap_or(p);
+    Path::new(NEW_ROOT).join(rel)
+}
+
+/// Builds the root and enters it. Runs inside the child, in its new mount
+/// and user namespaces, with the capabilities of that user namespace.
+pub fn build_root_in_child(ops: &[MountOp]) -> Result<(), SetupFailure> {
+    // 1. Nothing we mount may propagate back to the host's namespace.
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(|e| fail("mount", "making / private".into(), e))?;
+
+    // 2. A scratch root holding the new root and a place for the old one.
+    mount_tmpfs(Path::new(SCRATCH), 1 << 20, 0o755)?;
+    let scratch_new = format!("{SCRATCH}{NEW_ROOT}");
+    let scratch_old = format!("{SCRATCH}{OLD_ROOT}");
+    for dir in [&scratch_new, &scratch_old] {
+        std::fs::DirBuilder::new().mode(0o755).create(dir).map_err(|e| fail("mount", format!("mkdir {dir}"), e))?;
+    }
+    mount_tmpfs(Path::new(&scratch_new), 4 << 20, 0o755)?;
+    nix::unistd::chdir(SCRATCH).map_err(|e| fail("mount", format!("chdir {SCRATCH}"), e))?;
+    nix::unistd::pivot_root(".", &scratch_old[SCRATCH.len() + 1..])
+        .map_err(|e| fail("pivot_root", "into the scratch root".into(), e))?;
+    nix::unistd::chdir("/").map_err(|e| fail("mount", "chdir /".into(), e))?;
+
+    // 3. The jail's root, from the plan.
+    for op in ops {
+        apply(op)?;
+    }
+
+    // 4. Let go of the host tree, then make the new root the root.
+    umount2(OLD_ROOT, MntFlags::MNT_DETACH).map_err(|e| fail("mount", format!("detaching {OLD_ROOT}"), e))?;
+    nix::unistd::chdir(NEW_ROOT).map_err(|e| fail("mount", format!("chdir {NEW_ROOT}"), e))?;
+    nix::unistd::pivot_root(".", ".").map_err(|e| fail("pivot_root", "into the jail's root".into(), e))?;
+    // pivot_root(".", ".") stacks the scratch root on top of the new one;
+    // detaching "." takes it off (pivot_root(2), "NOTES").
+    umount2(".", MntFlags::MNT_DETACH).map_err(|e| fail("mount", "detaching the scratch root".into(), e))?;
+    nix::unistd::chdir("/").map_err(|e| fail("mount", "chdir /".into(), e))?;
+
+    // 5. The root itself is read-only; /tmp, /dev/shm and rw binds are not.
+    sys::make_read_only(c"/", false).map_err(|e| fail("mount", "making / read-only".into(), e))?;
+    Ok(())
+}
+
+fn apply(op: &MountOp) -> Result<(), SetupFailure> {
+    match op {
+        MountOp::Bind { src, dst, read_only, from_jail } => {
+            let source = if *from_jail {
+                in_new_root(src)
+            } else {
+                Path::new(OLD_ROOT).join(src.strip_prefix("/").unwrap_or(src))
+            };
+            let meta = match std::fs::metadata(&source) {
+                Ok(m) => m,
+                // Optional parts of /proc a kernel may not have.
+                Err(e) if *from_jail && e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(fail("mount", format!("bind source {}", src.display()), e)),
+            };
+            let target = in_new_root(dst);
+            make_mount_point(&target, meta.is_dir())?;
+            mount(Some(&source), &target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+                .map_err(|e| fail("mount", format!("binding {} on {}", src.display(), dst.display()), e))?;
+            if *read_only {
+                sys::make_read_only(&cpath(&target), true)
+                    .map_err(|e| fail("mount", format!("making {} read-only", dst.display()), e))?;
+            }
+        }
+        MountOp::Tmpfs { dst, size_bytes, mode } => {
+            let target = in_new_root(dst);
+            make_mount_point(&target, true)?;
+            mount_tmpfs(&target, *size_bytes, *mode)?;
+        }
+        MountOp::Proc { dst } => {
+            let target = in_new_root(dst);
+            make_mount_point(&target, true)?;
+            let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+            mount(Some("proc"), &target, Some("proc"), flags, None::<&str>)
+                .map_err(|e| fail("mount", format!("mounting proc on {}", dst.display()), e))?;
+        }
+        MountOp::Devpts { dst } => {
+            let target = in_new_root(dst);
+            make_mount_point(&target, true)?;
+            let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+            mount(Some("devpts"), &target, Some("devpts"), flags, Some("newinstance,ptmxmode=0666,mode=620"))
+                .map_err(|e| fail("mount", format!("mounting devpts on {}", dst.display()), e))?;
+        }
+        MountOp::Symlink { target, path } => {
+            let link = in_new_root(path);
+            make_parent(&link)?;
+            std::os::unix::fs::symlink(target, &link)
+                .map_err(|e| fail("mount", format!("symlink {} -> {}", path.display(), target.display()), e))?;
+        }
+        MountOp::File { path, contents } => {
+            let file = in_new_root(path);
+            make_parent(&file)?;
+            std::fs::write(&file, contents).map_err(|e| fail("mount", format!("writing {}", path.display()), e))?;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644))
+                .map_err(|e| fail("mount", format!("chmod {}", path.display()), e))?;
+        }
+        MountOp::ReadOnly { path } => {
+            sys::make_read_only(&cpath(&in_new_root(path)), false)
+                .map_err(|e| fail("mount", format!("making {} read-only", path.display()), e))?;
+        }
+    }
+    Ok(())
+}
+
+fn mount_tmpfs(target: &Path, size_bytes: u64, mode: u32) -> Result<(), SetupFailure> {
+    let data = format!("size={size_bytes},mode={mode:o}");
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    mount(Some("tmpfs"), target, Some("tmpfs"), flags, Some(data.as_str()))
+        .map_err(|e| fail("mount", format!("mounting tmpfs ({data}) on {}", target.display()), e))
+}
+
+fn make_parent(path: &Path) -> Result<(), SetupFailure> {
+    if let Some(parent) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(parent)
+            .map_err(|e| fail("mount", format!("creating {}", parent.display()), e))?;
+    }
+    Ok(())
+}
+
+/// A directory or an empty file to mount on, created if missing.
+fn make_mount_point(target: &Path, is_dir: bool) -> Result<(), SetupFailure> {
+    if is_dir {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(target)
+            .map_err(|e| fail("mount", format!("creating mount point {}", target.display()), e))
+    } else {
+        make_parent(target)?;
+        match std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o644).open(target) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(fail("mount", format!("creating mount point {}", target.display()), e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec<'a>(binds: &'a [BindMount], tmpfs: &'a [TmpfsMount]) -> RootSpec<'a> {
+        RootSpec {
+            uid: 1000,
+            gid: 1000,
+            hostname: "h",
+            network: NetworkMode::Loopback,
+            tmp_size_bytes: 1 << 20,
+            binds,
+            tmpfs,
+        }
+    }
+
+    #[test]
+    fn plan_has_the_minimal_root() {
+        let ops = plan(&spec(&[], &[])).unwrap();
+        let has = |f: &dyn Fn(&MountOp) -> bool| ops.iter().any(f);
+        assert!(has(&|o| matches!(o, MountOp::Bind { dst, read_only: true, .. } if dst == Path::new("/usr"))));
+        assert!(has(&|o| matches!(o, MountOp::Proc { .. })));
+        assert!(has(&|o| matches!(o, MountOp::Tmpfs { dst, mode: 0o1777, .. } if dst == Path::new("/tmp"))));
+        assert!(has(&|o| matches!(o, MountOp::File { path, contents } if path == Path::new("/etc/passwd")
+            && String::from_utf8_lossy(contents).contains("ccos:x:1000:1000"))));
+        // Nothing of the host's /etc secrets, /sys, /home or /root.
+        for banned in ["/etc/shadow", "/sys", "/home", "/root", "/var", "/etc/resolv.conf"] {
+            assert!(
+                !ops.iter().any(|o| matches!(o, MountOp::Bind { dst, .. } if dst == Path::new(banned))),
+                "{banned}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_bind_source_is_named() {
+        let binds = [BindMount { src: "/nonexistent/ccos".into(), dst: "/work".into(), read_only: true }];
+        let e = plan(&spec(&binds, &[])).unwrap_err().to_string();
+        assert_eq!(e, "bind source /nonexistent/ccos does not exist (for /work)");
+    }
+
+    #[test]
+    fn bad_destinations_are_refused() {
+        for dst in ["relative", "/a/../b", "/"] {
+            let binds = [BindMount { src: "/usr".into(), dst: dst.into(), read_only: true }];
+            assert!(plan(&spec(&binds, &[])).is_err(), "{dst}");
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! The parent side of a jail: plan, clone, parent-side steps, wait.
+//!
+//! [`spawn`] reads as the recipe: plan the root (fails on bad input before
+//! any namespace exists), take an id range, clone into new namespaces, write
+//! the id maps, release the child, and read the set-up pipe until the
+//! program's execve (EOF) or a [`SetupFailure`]. [`Jail::wait`] then waits
+//! on the pidfd, with the time limit and forwarded signals, and turns the
+//! end into a [`Report`].
+
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sched::CloneFlags;
+use nix::sys::signal::Signal;
+use nix::sys::signalfd::SignalFd;
+use nix::unistd::Pid;
+
+use crate::idmap::{IdRange, DEFAULT_LOCK_PATH};
+use crate::init::{self, ChildPlan};
+use crate::mount::{self, RootSpec};
+use crate::report::{ChildMessage, EndReason, Report, SetupFailure};
+use crate::spec::JailSpec;
+use crate::sys::{self, Forked};
+use crate::Error;
+
+/// The namespaces made at clone time. The cgroup namespace is made later by
+/// the child itself, once the parent has put it in its cgroup, so that the
+/// jail's cgroup (not the spawner's) is its root.
+const CLONE_NAMESPACES: CloneFlags = CloneFlags::CLONE_NEWUSER
+    .union(CloneFlags::CLONE_NEWPID)
+    .union(CloneFlags::CLONE_NEWNS)
+    .union(CloneFlags::CLONE_NEWNET)
+    .union(CloneFlags::CLONE_NEWUTS)
+    .union(CloneFlags::CLONE_NEWIPC);
+
+/// Where spawn keeps host-side state; tests point it elsewhere.
+#[derive(Debug, Clone)]
+pub struct HostPaths {
+    pub id_lock: PathBuf,
+}
+
+impl Default for HostPaths {
+    fn default() -> Self {
+        HostPaths { id_lock: PathBuf::from(DEFAULT_LOCK_PATH) }
+    }
+}
+
+/// A live jail: its init's pid and pidfd, and what is needed to report on it.
+#[derive(Debug)]
+pub struct Jail {
+    pub pid: Pid,
+    pub pidfd: OwnedFd,
+    status: std::fs::File,
+    started: Instant,
+    time_limit: Option<Duration>,
+    profile_name: String,
+    profile_hash: String,
+    setup_failure: Option<SetupFailure>,
+    /// Why we ended the jail ourselves, if we did.
+    ended_by_us: Option<EndReason>,
+    /// Held until the jail is reaped: its outside ids are not reused before.
+    _ids: IdRange,
+}
+
+/// Makes a jail and starts its program. Returns once the program's execve
+/// succeeded or its set-up failed (see [`Jail::setup_failure`]).
+///
+/// Must be called from a single-threaded process (see [`sys::clone3_fork`]).
+pub fn spawn(spec: &JailSpec) -> Result<Jail, Error> {
+    spawn_with(spec, &HostPaths::default())
+}
+
+pub fn spawn_with(spec: &JailSpec, host: &HostPaths) -> Result<Jail, Error> {
+    if spec.argv.is_empty() {
+        return Err(Error::NoProgram);
+    }
+    ensure_single_threaded()?;
+    let profile = &spec.profile;
+
+    // Everything the child needs, prepared and checked before clone.
+    let mut binds = profile.binds.clone();
+    binds.extend(spec.binds.iter().cloned());
+    let mut tmpfs = profile.tmpfs.clone();
+    tmpfs.extend(spec.tmpfs.iter().cloned());
+    let hostname = spec.hostname();
+    let mounts = mount::plan(&RootSpec {
+        uid: profile.uid,
+        gid: profile.gid,
+        hostname,
+        network: spec.network(),
+        tmp_size_bytes: profile.tmp_size_bytes,
+        binds: &binds,
+        tmpfs: &tmpfs,
+    })?;
+    let env = spec.environment(|k| std::env::var(k).ok());
+    let path_var = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone()).unwrap_or_default();
+    let argv = to_cstrings(spec.argv.iter().map(String::as_str), "argument")?;
+    let envp = to_cstrings(
+        env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().iter().map(String::as_str),
+        "environment",
+    )?;
+
+    // The jail's outside ids.
+    let ids = IdRange::allocate(&host.id_lock)?;
+
+    // Parent -> child: "maps written, go"; child -> parent: set-up
+    // failures (EOF at execve) and the program's exit.
+    let (sync_read, sync_write) = pipe()?;
+    let (setup_read, setup_write) = pipe()?;
+    let (status_read, status_write) = pipe()?;
+
+    let plan = ChildPlan {
+        mounts: &mounts,
+        hostname,
+        network: spec.network(),
+        uid: profile.uid,
+        gid: profile.gid,
+        rlimits: &profile.rlimits,
+        cwd: &profile.cwd,
+        argv,
+        env: envp,
+        path_var,
+        seccomp: &profile.seccomp,
+        sync_fd: sync_read.as_raw_fd(),
+        setup_fd: setup_write.as_raw_fd(),
+        status_fd: status_write.as_raw_fd(),
+        stdio: [&spec.stdin, &spec.stdout, &spec.stderr].map(|fd| fd.as_ref().map(|f| f.as_raw_fd())),
+    };
+
+    let started = Instant::now();
+    let (pid, pidfd) = match sys::clone3_fork(CLONE_NAMESPACES.bits() as u64, None) {
+        Ok(Forked::Child) => init::run(&plan),
+        Ok(Forked::Parent { pid, pidfd }) => (pid, pidfd),
+        Err(e) => return Err(clone_error(e)),
+    };
+    drop((sync_read, setup_write, status_write));
+
+    let mut jail = Jail {
+        pid,
+        pidfd,
+        status: std::fs::File::from(status_read),
+        started,
+        time_limit: spec.limits().time_limit,
+        profile_name: profile.name.clone(),
+        profile_hash: profile.hash.clone(),
+        setup_failure: None,
+        ended_by_us: None,
+        _ids: ids,
+    };
+
+    // Parent-side steps, then release the child. On failure the child is
+    // killed (it is still waiting for us, so it ran nothing).
+    if let Err(e) = jail._ids.write_maps_from_parent(pid) {
+        jail.kill_and_reap();
+        return Err(e.into());
+    }
+    if let Err(e) = std::fs::File::from(sync_write).write_all(b"G") {
+        jail.kill_and_reap();
+        return Err(Error::os("releasing the jail's init", e));
+    }
+
+    // EOF: the program's execve happened. A message: it never ran.
+    let mut buf = Vec::new();
+    let _ = std::fs::File::from(setup_read).read_to_end(&mut buf);
+    if let Some(ChildMessage::SetupFailed(f)) = ChildMessage::from_bytes(&buf) {
+        jail.setup_failure = Some(f);
+    }
+    Ok(jail)
+}
+
+impl Jail {
+    /// The failure that kept the program from running, if any.
+    pub fn setup_failure(&self) -> Option<&SetupFailure> {
+        self.setup_failure.as_ref()
+    }
+
+    /// Sends `signal` to the jail's init, which passes it on to the program.
+    pub fn signal(&self, signal: Signal) -> Result<(), Error> {
+        nix::sys::signal::kill(self.pid, signal).map_err(|e| Error::os(format!("signalling jail pid {}", self.pid), e))
+    }
+
+    /// Kills the whole jail: SIGKILL to its init ends the pid namespace.
+    pub fn kill(&mut self, reason: EndReason) {
+        self.ended_by_us.get_or_insert(reason);
+        let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
+    }
+
+    fn kill_and_reap(&mut self) {
+        self.kill(EndReason::SpawnFailed);
+        let _ = sys::wait4(self.pid);
+    }
+
+    /// Waits for the jail to end, enforcing its time limit. Signals read
+    /// from `signals` (the caller blocked them) are passed on to the program.
+    pub fn wait(mut self, signals: Option<&SignalFd>) -> Result<Report, Error> {
+        let deadline = self.time_limit.map(|t| self.started + t);
+        loop {
+            let timeout = match deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
+                }
+                None => PollTimeout::NONE,
+            };
+            let mut fds = vec![PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN)];
+            if let Some(sfd) = signals {
+                fds.push(PollFd::new(sfd.as_fd(), PollFlags::POLLIN));
+            }
+            match poll(&mut fds, timeout) {
+                Ok(0) => {
+                    self.kill(EndReason::TimeLimit);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::os("waiting for the jail", e)),
+            }
+            let pid_ready = fds[0].revents().is_some_and(|r| !r.is_empty());
+            let sig_ready = fds.get(1).and_then(|f| f.revents()).is_some_and(|r| !r.is_empty());
+            if sig_ready {
+                if let Some(Ok(Some(info))) = signals.map(|s| s.read_signal()) {
+                    if let Ok(sig) = Signal::try_from(info.ssi_signo as i32) {
+                        self.ended_by_us.get_or_insert(EndReason::Killed);
+                        let _ = self.signal(sig);
+                    }
+                }
+            }
+            if pid_ready {
+                break;
+            }
+        }
+        self.reap()
+    }
+
+    fn reap(mut self) -> Result<Report, Error> {
+        let (_status, usage) =
+            sys::wait4(self.pid).map_err(|e| Error::os(format!("reaping jail pid {}", self.pid), e))?;
+        let wall_secs = self.started.elapsed().as_secs_f64();
+        let cpu = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+        let cpu_secs = cpu(usage.ru_utime) + cpu(usage.ru_stime);
+
+        let mut buf = Vec::new();
+        let _ = self.status.read_to_end(&mut buf);
+        let (exit_code, signal) = match ChildMessage::from_bytes(&buf) {
+            Some(ChildMessage::Exited { code, signal }) => (code, signal),
+            // Init was killed before the program ended (time limit, kill).
+            _ => (None, Some(Signal::SIGKILL as i32)),
+        };
+        let reason = match (&self.setup_failure, self.ended_by_us, signal) {
+            (Some(_), _, _) => EndReason::SpawnFailed,
+            (None, Some(EndReason::TimeLimit), _) => EndReason::TimeLimit,
+            // A signal we passed on (or our SIGKILL) ended it.
+            (None, Some(by_us), Some(_)) => by_us,
+            (None, _, Some(_)) => EndReason::Signalled,
+            (None, _, None) => EndReason::Exited,
+        };
+        Ok(Report {
+            exit_code,
+            signal,
+            reason,
+            wall_secs,
+            cpu_secs,
+            memory_peak_bytes: None,
+            pids_peak: None,
+            profile: self.profile_name.clone(),
+            profile_hash: self.profile_hash.clone(),
+            error: self.setup_failure.take(),
+        })
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::os("creating a pipe", e))
+}
+
+fn to_cstrings<'a>(items: impl Iterator<Item = &'a str>, what: &str) -> Result<Vec<CString>, Error> {
+    items
+        .map(|s| {
+            CString::new(s).map_err(|_| {
+                Error::os(
+                    format!("{what} {s:?} contains a NUL byte"),
+                    std::io::Error::from(std::io::ErrorKind::InvalidInput),
+                )
+            })
+        })
+        .collect()
+}
+
+/// clone3 failures say which kernel feature is missing where we can tell.
+fn clone_error(e: std::io::Error) -> Error {
+    let hint = match e.raw_os_error() {
+        Some(libc::ENOSPC) => {
+            "clone3 into new namespaces (too many user or pid namespaces: see /proc/sys/user/max_*_namespaces)"
+        }
+        Some(libc::EPERM) => {
+            "clone3 into new namespaces (not permitted: run as root, or user namespaces are disabled by sysctl)"
+        }
+        Some(libc::ENOSYS) => "clone3 (this kernel has no clone3: Linux 5.3 or later is needed)",
+        Some(libc::EINVAL) => "clone3 into new namespaces (a namespace type this kernel was built without?)",
+        _ => "clone3 into new namespaces",
+    };
+    Error::os(hint, e)
+}
+
+/// The child of clone3 inherits only the calling thread; a lock any other
+/// thread held (malloc's) would never be released there.
+fn ensure_single_threaded() -> Result<(), Error> {
+    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| Error::os("reading /proc/self/status", e))?;
+    let threads =
+        status.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|v| v.trim().parse::<u32>().ok()).unwrap_or(1);
+    if threads > 1 {
+        return Err(Error::MultiThreaded);
+    }
+    Ok(())
+}

@@ -1,0 +1,268 @@
+//! Thin wrappers over the system calls nix does not cover (or covers only as
+//! `unsafe fn`). This is the only module with `unsafe`; each wrapper is one
+//! call with the invariants it relies on written next to it.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::unistd::Pid;
+
+/// The kernel's CLONE_INTO_CGROUP. libc's constant reads 0 on x86_64-gnu,
+/// so it is spelled out here.
+pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// `struct clone_args` of clone3(2), version 2 (with `cgroup`).
+#[repr(C)]
+#[derive(Debug, Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// What clone3 returned on each side.
+pub enum Forked {
+    Parent { pid: Pid, pidfd: OwnedFd },
+    Child,
+}
+
+/// clone3 with fork semantics (no new stack): `flags` are CLONE_NEW* and the
+/// like; CLONE_PIDFD is always added and the child's pidfd returned. With
+/// `cgroup_fd`, the child starts inside that cgroup (v2 CLONE_INTO_CGROUP).
+///
+/// The caller must be single-threaded: the child continues on a copy of the
+/// caller's memory with only the calling thread, so any lock another thread
+/// held (malloc's included) would stay locked forever in the child.
+pub fn clone3_fork(flags: u64, cgroup_fd: Option<RawFd>) -> io::Result<Forked> {
+    let mut pidfd: RawFd = -1;
+    let mut args = CloneArgs {
+        flags: flags | libc::CLONE_PIDFD as u64,
+        pidfd: &mut pidfd as *mut RawFd as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    if let Some(fd) = cgroup_fd {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd as u64;
+    }
+    // SAFETY: `args` is a valid clone_args of the size passed; stack 0 makes
+    // the child run on a copy of this stack like fork(2); `pidfd` outlives
+    // the call. Single-threadedness is the caller's documented duty.
+    let ret = unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    match ret {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent {
+            pid: Pid::from_raw(pid as i32),
+            // SAFETY: the kernel just created this fd for us (CLONE_PIDFD);
+            // nothing else owns it.
+            pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
+        }),
+    }
+}
+
+/// Plain fork(2), used by the jail's init to start the program. Same rule as
+/// [`clone3_fork`]: the caller (init) is single-threaded.
+pub fn fork() -> io::Result<Option<Pid>> {
+    // SAFETY: init is single-threaded (it is the only thread of a process
+    // created by clone3 without CLONE_THREAD), so the child inherits no
+    // lock held by another thread.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Parent { child } => Ok(Some(child)),
+        nix::unistd::ForkResult::Child => Ok(None),
+    }
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const AT_RECURSIVE: u32 = 0x8000;
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// Makes the mount at `path` (and, with `recursive`, every mount below it)
+/// read-only, nosuid and nodev. mount_setattr only adds
+/// flags here, so flags the host locked on a bind (e.g. noexec) are kept,
+/// where a remount would have to read them back and repeat them.
+pub fn make_read_only(path: &CStr, recursive: bool) -> io::Result<()> {
+    let set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    let attr = MountAttr { attr_set: set, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    let flags = if recursive { AT_RECURSIVE } else { 0 };
+    // SAFETY: `path` is NUL-terminated, `attr` is a valid mount_attr of the
+    // size passed and lives across the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if ret == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Marks every fd from `first` up close-on-exec, so the program starts with
+/// only what is below `first` while the setup pipes still work until execve.
+pub fn cloexec_from(first: u32) -> io::Result<()> {
+    // SAFETY: close_range only changes fd flags; the range is valid.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    if ret == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Closes every fd from `first` up except `keep`.
+pub fn close_all_from_except(first: RawFd, keep: &[RawFd]) -> io::Result<()> {
+    let mut sorted: Vec<RawFd> = keep.iter().copied().filter(|&fd| fd >= first).collect();
+    sorted.sort_unstable();
+    let mut lo = first;
+    for fd in sorted.into_iter().chain(std::iter::once(RawFd::MAX)) {
+        if fd > lo {
+            let hi = if fd == RawFd::MAX { u32::MAX } else { (fd - 1) as u32 };
+            // SAFETY: close_range on a range of fds this process owns; the
+            // ones we keep are outside every range closed.
+            let ret = unsafe { libc::syscall(libc::SYS_close_range, lo as u32, hi, 0) };
+            if ret == -1 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        lo = fd.saturating_add(1);
+    }
+    Ok(())
+}
+
+/// Drops capability `cap` from the bounding set (PR_CAPBSET_DROP).
+pub fn capbset_drop(cap: u32) -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    let ret = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+    if ret == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// setrlimit(2) with soft = hard = `value`.
+pub fn set_rlimit(resource: i32, value: u64) -> io::Result<()> {
+    let lim = libc::rlimit { rlim_cur: value, rlim_max: value };
+    // SAFETY: `lim` is a valid rlimit living across the call.
+    let ret = unsafe { libc::setrlimit(resource as libc::__rlimit_resource_t, &lim) };
+    if ret == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets IFF_UP on the interface `name` (e.g. "lo") through `sock`, an
+/// AF_INET datagram socket.
+pub fn set_interface_up(sock: &OwnedFd, name: &[u8]) -> io::Result<()> {
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    if name.len() >= req.ifr_name.len() {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    for (dst, src) in req.ifr_name.iter_mut().zip(name) {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: `req` is a valid ifreq for SIOCGIFFLAGS on an open socket.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: SIOCGIFFLAGS filled the flags member of the union, which is
+    // the member we read and write.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: as above, for SIOCSIFFLAGS.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// wait4(2) on one child: its status and resource usage (which includes the
+/// descendants it reaped, i.e. the whole jail when `pid` is the jail's init).
+pub fn wait4(pid: Pid) -> io::Result<(i32, libc::rusage)> {
+    let mut status = 0;
+    // SAFETY: rusage is plain old data; all-zero is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: `status` and `usage` are valid for writes during the call.
+        let ret = unsafe { libc::wait4(pid.as_raw(), &mut status, 0, &mut usage) };
+        if ret == -1 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(err);
+        }
+        return Ok((status, usage));
+    }
+}
+
+/// Installs `handler` for `signal` with SA_RESTART, in the jail's init.
+pub fn set_signal_handler(signal: nix::sys::signal::Signal, handler: extern "C" fn(libc::c_int)) -> io::Result<()> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
+    let action = SigAction::new(SigHandler::Handler(handler), SaFlags::SA_RESTART, SigSet::empty());
+    // SAFETY: the handlers installed through this only call kill(2), which
+    // is async-signal-safe, on a pid read from an atomic.
+    unsafe { sigaction(signal, &action) }.map_err(io::Error::from)?;
+    Ok(())
+}
+
+/// Restores the default action of every catchable signal (in the program's
+/// child, before exec, so nothing of init's handling leaks into it).
+pub fn reset_signal_dispositions() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for signal in Signal::iterator() {
+        if signal == Signal::SIGKILL || signal == Signal::SIGSTOP {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL has no handler to be unsafe about.
+        let _ = unsafe { sigaction(signal, &default) };
+    }
+}
+
+/// A `File` view of a raw fd this process keeps owning: dropping the view
+/// does not close the fd.
+pub fn file_view(fd: RawFd) -> std::mem::ManuallyDrop<std::fs::File> {
+    // SAFETY: the File is never dropped (ManuallyDrop), so it never closes
+    // an fd it does not own; callers pass fds open for the view's lifetime.
+    std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+/// dup2(2): makes `target` a copy of `fd` (for the program's stdio).
+pub fn dup2(fd: RawFd, target: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 on integer fds; on success `target` is ours, replacing
+    // whatever was there, which is the point.
+    if unsafe { libc::dup2(fd, target) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// _exit(2): ends the process at once, without running atexit handlers or
+/// flushing stdio buffers shared with the parent (a forked child must not).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit has no preconditions.
+    unsafe { libc::_exit(code) }
+}
