@@ -98,10 +98,6 @@ fn failed(step: &str, what: impl std::fmt::Display, err: impl Into<std::io::Erro
 enum Never {}
 
 fn init_main(plan: &ChildPlan<'_>) -> Result<Never, SetupFailure> {
-    // Die with the parent: SIGKILL to a pid namespace's init takes the whole
-    // jail down with it.
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| failed("die_with_parent", "prctl", e))?;
-
     // Keep only our pipes and the program's stdio; the parent's other fds
     // (its id-range lock, its sockets) are none of the jail's business.
     let mut keep = vec![plan.sync_fd, plan.setup_fd, plan.status_fd];
@@ -131,6 +127,16 @@ fn init_main(plan: &ChildPlan<'_>) -> Result<Never, SetupFailure> {
         .map_err(|e| failed("ids", "setresgid(0)", e))?;
     nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
         .map_err(|e| failed("ids", "setresuid(0)", e))?;
+
+    // Die with the parent: SIGKILL to a pid namespace's init takes the whole
+    // jail down with it. Set only now, because the kernel clears it on any
+    // change of credentials (the setres*id above); then make sure the parent
+    // did not die before it was set: its end of the status pipe would be
+    // closed, which poll reports as POLLERR on ours.
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| failed("die_with_parent", "prctl", e))?;
+    if parent_is_gone(plan.status_fd) {
+        sys::exit_now(125);
+    }
 
     // The root file system.
     mount::build_root_in_child(plan.mounts)?;
@@ -163,6 +169,13 @@ fn init_main(plan: &ChildPlan<'_>) -> Result<Never, SetupFailure> {
     let _ = sys::file_view(plan.status_fd).write_all(&message.to_line());
     // Exiting kills whatever is left in the pid namespace.
     sys::exit_now(0)
+}
+
+fn parent_is_gone(status_fd: RawFd) -> bool {
+    let fd = sys::file_view(status_fd);
+    let mut fds = [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&*fd), nix::poll::PollFlags::POLLOUT)];
+    nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).is_ok()
+        && fds[0].revents().is_some_and(|r| r.contains(nix::poll::PollFlags::POLLERR))
 }
 
 fn lock_down_init() -> std::io::Result<()> {
