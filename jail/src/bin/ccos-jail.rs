@@ -91,10 +91,27 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("ccos-jail: {e:#}");
+            eprintln!("ccos-jail: {}", error_chain(&e));
             ExitCode::from(JAIL_ERROR)
         }
     }
+}
+
+/// The error and its causes, each once: our errors already put their
+/// cause's text in their own message, so a cause is shown only when the
+/// message before it does not contain it.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 fn run(args: RunArgs) -> Result<u8> {
