@@ -110,6 +110,10 @@ def main():
     md.append(f"Host: {meta.get('cpu', '?')}, {meta.get('cores', '?')} cores, Linux {meta.get('kernel', '?')}; "
               f"bwrap {v.get('bwrap', '?')}, crun {v.get('crun', '?')}, util-linux {v.get('unshare', '?')}, "
               f"ccos-jail {v.get('ccos-jail', '?')}.")
+    busy = meta.get("cpu_busy_pct")
+    if busy:
+        md[-1] += (f" CPUs busy with other work just before/after timing: "
+                   f"{busy['before']}%/{busy['after']}%.")
     md.append("")
     md.append("| " + " | ".join(header) + " |")
     md.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")

@@ -22,8 +22,17 @@ WORK=$BENCH/work
 RUNS=${RUNS:-400}
 WARMUP=${WARMUP:-20}
 PY=/usr/bin/python3 # Debian's: python3-seccomp is only visible to it
-HOSTNAME_IN_JAIL=ccos
-ETC_FILES=(/etc/passwd /etc/group /etc/hosts /etc/ld.so.cache)
+# ccos-jail's default profile: bwrap and crun take its hostname, uid/gid,
+# /tmp size (and crun its cgroup limits and rlimits) from it.
+PROFILE=$ROOT/policies/default.toml
+# What of /etc the jails get, bound read-only from the host: ccos-jail's list
+# (jail/src/mount.rs ETC_BINDS), plus passwd, group, hosts and nsswitch.conf,
+# which ccos-jail writes itself into its tmpfs /etc.
+ETC_WANT=(/etc/ld.so.cache /etc/ld.so.conf /etc/ld.so.conf.d /etc/alternatives
+    /etc/ssl /etc/ca-certificates /etc/localtime
+    /etc/passwd /etc/group /etc/hosts /etc/nsswitch.conf)
+ETC_FILES=()
+for f in "${ETC_WANT[@]}"; do [[ -e $f ]] && ETC_FILES+=("$f"); done
 
 log() { printf '== %s\n' "$*" >&2; }
 die() { printf 'spawn.sh: %s\n' "$*" >&2; exit 1; }
@@ -114,8 +123,10 @@ cd "$ROOT"
 
 # Fixtures: bwrap's compiled seccomp program, crun's bundles.
 log "fixtures in $WORK"
-$PY "$BENCH/fixtures.py" "$WORK" "$HOSTNAME_IN_JAIL" "${ETC_FILES[@]}"
+$PY "$BENCH/fixtures.py" "$WORK" "$PROFILE" "${ETC_FILES[@]}"
 BPF=$WORK/seccomp.bpf
+# shellcheck source=/dev/null
+source "$WORK/profile.env" # PROFILE_HOSTNAME PROFILE_UID PROFILE_GID PROFILE_TMP_SIZE
 
 # crun's state lives in /run/crun (its default); it must hold no container of
 # ours when we are done, and goes away if it was not there before.
@@ -139,15 +150,17 @@ trap cleanup EXIT
 # needs the file opened afresh for every run; every other contender gets the
 # same wrapper, and the same stray fd 3, so that they pay the same. The
 # "true, bare" row is /bin/true with no wrapper: the wrapper's own cost.
+# shellcheck disable=SC2016 # expanded by that sh, not here
 WRAP=(/bin/sh -c 'exec "$@" 3<"$0"' "$BPF")
 
 BWRAP=(bwrap --unshare-all --unshare-user --die-with-parent --cap-drop ALL
-    --hostname "$HOSTNAME_IN_JAIL" --ro-bind /usr /usr)
+    --uid "$PROFILE_UID" --gid "$PROFILE_GID" --hostname "$PROFILE_HOSTNAME"
+    --ro-bind /usr /usr)
 for top in bin sbin lib lib64; do
     if [[ -L /$top ]]; then BWRAP+=(--symlink "$(readlink "/$top")" "/$top")
     elif [[ -d /$top ]]; then BWRAP+=(--ro-bind "/$top" "/$top"); fi
 done
-BWRAP+=(--proc /proc --dev /dev --tmpfs /tmp)
+BWRAP+=(--proc /proc --dev /dev --size "$PROFILE_TMP_SIZE" --tmpfs /tmp)
 for f in "${ETC_FILES[@]}"; do BWRAP+=(--ro-bind "$f" "$f"); done
 BWRAP+=(--seccomp 3)
 
@@ -161,16 +174,34 @@ UNSHARE=(unshare --user --map-root-user --pid --fork --mount --net --uts --ipc -
 
 # --- Sanity: each contender runs /bin/true with exit 0, and a probe shows
 # what its jail looks like from inside (check.txt). -------------------------
-PROBE='for n in user pid mnt net uts ipc cgroup; do printf "%s=%s " $n "$(readlink /proc/self/ns/$n)"; done; echo
+# shellcheck disable=SC2016 # expanded by the jailed sh
+PROBE='if [ -e /proc/self/fd/3 ]; then fd3="open (leaked from the caller)"; else fd3=closed; fi
+for n in user pid mnt net uts ipc cgroup; do printf "%s=%s " $n "$(readlink /proc/self/ns/$n)"; done; echo
 grep -E "^(CapEff|NoNewPrivs|Seccomp):" /proc/self/status | tr -s "\t\n" "  "; echo
-echo "pid=$$ hostname=$(cat /proc/sys/kernel/hostname) uid_map=[$(tr -s " " </proc/self/uid_map)]"
-echo "root: $(ls -A / | tr "\n" " ")"
-echo "cgroup: $(grep -E "^[0-9]+:(memory|pids|cpu,cpuacct|cpu)?:" /proc/self/cgroup | tr "\n" " ")"'
+echo "pid=$$ uid=$(id -u) gid=$(id -g) hostname=$(cat /proc/sys/kernel/hostname) uid_map=[$(tr -s " " </proc/self/uid_map)]"
+echo "/: $(ls -A / | tr "\n" " ")"
+if [ ! -d /etc ]; then echo "/etc: none"; elif [ "$(ls -A /etc | wc -l)" -gt 20 ]; then echo "/etc: the host'"'"'s ($(ls -A /etc | wc -l) entries)"; else echo "/etc: $(ls -A /etc | tr "\n" " ")"; fi
+echo "rlimits: $(sed -n "s/^Max open files *\([0-9a-z]*\).*/nofile=\1/p; s/^Max processes *\([0-9a-z]*\).*/nproc=\1/p" /proc/self/limits | tr "\n" " ")/tmp: $(df -k /tmp | sed -n "2s/^[^ ]* *\([0-9]*\).*/\1k/p")"
+echo "the wrapper'"'"'s fd 3: $fd3"'
 host_ns=$(for n in user pid mnt net uts ipc cgroup; do printf "%s=%s " $n "$(readlink /proc/self/ns/$n)"; done)
 
-# run_check NAME ARGV... : ARGV runs the program given after it.
+# record NAME PROBE-OUTPUT: appends to check.txt, with the namespaces told
+# as new or shared compared to the benchmark's own.
 CHECK=$WORK/check.txt
 : >"$CHECK"
+record() {
+    local name=$1 out=$2 new=() same=() kv
+    for kv in ${out%%$'\n'*}; do
+        if [[ " $host_ns " == *" $kv "* ]]; then same+=("${kv%%=*}"); else new+=("${kv%%=*}"); fi
+    done
+    {
+        echo "## $name"
+        echo "new namespaces: ${new[*]:-none}; shared: ${same[*]:-none}"
+        tail -n +2 <<<"$out"
+        echo
+    } >>"$CHECK"
+}
+# run_check NAME ARGV... : ARGV runs the program given after it.
 run_check() {
     local name=$1 out err; shift
     err=$WORK/check-$name.err
@@ -178,17 +209,7 @@ run_check() {
         log "$name: '$* /bin/true' failed:"; cat "$err" >&2; return 1
     fi
     out=$("${WRAP[@]}" "$@" /bin/sh -c "$PROBE" </dev/null 2>>"$err") || true
-    {
-        echo "## $name"
-        # Namespaces: which are new compared to the benchmark's own.
-        local new=() same=() kv
-        for kv in ${out%%$'\n'*}; do
-            if [[ " $host_ns " == *" $kv "* ]]; then same+=("${kv%%=*}"); else new+=("${kv%%=*}"); fi
-        done
-        echo "new namespaces: ${new[*]:-none}; shared: ${same[*]:-none}"
-        tail -n +2 <<<"$out"
-        echo
-    } >>"$CHECK"
+    record "$name" "$out"
 }
 # crun's probe needs its own bundle (the argv is in config.json).
 # crun_check NAME ID CRUN-ARGV-BEFORE-BUNDLE...
@@ -208,16 +229,7 @@ EOF
         log "$name: '$* --bundle $WORK/crun $id' failed:"; cat "$err" >&2; return 1
     fi
     out=$("${WRAP[@]}" "$@" --bundle "$WORK/crun-check" "$id-check" </dev/null 2>>"$err") || true
-    {
-        echo "## $name"
-        local new=() same=() kv
-        for kv in ${out%%$'\n'*}; do
-            if [[ " $host_ns " == *" $kv "* ]]; then same+=("${kv%%=*}"); else new+=("${kv%%=*}"); fi
-        done
-        echo "new namespaces: ${new[*]:-none}; shared: ${same[*]:-none}"
-        tail -n +2 <<<"$out"
-        echo
-    } >>"$CHECK"
+    record "$name" "$out"
 }
 
 log "sanity checks"
@@ -234,9 +246,15 @@ run_check unshare "${UNSHARE[@]}" || die "unshare fails"
 cat "$CHECK" >&2
 
 # --- Timing ----------------------------------------------------------------
-# hyperfine -N takes each command as one string split like a shell would;
-# quote every word.
-q() { local out= w; for w in "$@"; do out+=" $(printf '%q' "$w")"; done; printf '%s' "${out# }"; }
+# hyperfine -N takes each command as one string and splits it like a shell
+# would (shell-words): single-quote every word that needs it.
+q() {
+    local out='' w sq="'" esc="'\\''"
+    for w in "$@"; do
+        if [[ $w =~ ^[A-Za-z0-9_./=:,+@%-]+$ ]]; then out+=" $w"; else out+=" '${w//$sq/$esc}'"; fi
+    done
+    printf '%s' "${out# }"
+}
 cmds=()
 ((${#JAIL[@]})) && cmds+=(-n ccos-jail "$(q "${WRAP[@]}" "${JAIL[@]}" /bin/true)")
 cmds+=(
@@ -247,8 +265,6 @@ cmds+=(
     -n true "$(q "${WRAP[@]}" /bin/true)"
     -n "true, bare" /bin/true
 )
-# printf %q may emit $'..' quoting, which hyperfine's splitter does not know.
-for c in "${cmds[@]}"; do [[ $c != *"\$'"* ]] || die "cannot quote for hyperfine: $c"; done
 
 # What was run, for the report.
 $PY - "$WORK/meta.json" "$CCOS_BENCH_IN_NS" "$RUNS" "$WARMUP" \
@@ -269,15 +285,42 @@ meta = {
 json.dump(meta, open(out, "w"), indent=2)
 EOF
 
+# Is anything else using the CPUs? (Share of CPU time busy over 1 s; the
+# load average would still count our own cargo build.)
+busy_pct() {
+    local _c u1 n1 s1 i1 w1 q1 sq1 st1 u2 n2 s2 i2 w2 q2 sq2 st2
+    read -r _c u1 n1 s1 i1 w1 q1 sq1 st1 _ </proc/stat
+    sleep 1
+    read -r _c u2 n2 s2 i2 w2 q2 sq2 st2 _ </proc/stat
+    local busy=$(((u2 + n2 + s2 + q2 + sq2 + st2) - (u1 + n1 + s1 + q1 + sq1 + st1)))
+    local idle=$(((i2 + w2) - (i1 + w1)))
+    echo $((100 * busy / (busy + idle > 0 ? busy + idle : 1)))
+}
+busy=$(busy_pct)
+echo "$busy" >"$WORK/busy-before.txt"
+if ((busy > 10)); then
+    log "WARNING: the CPUs were ${busy}% busy just before timing: something else is running; figures will be noisy"
+fi
 log "hyperfine: $RUNS runs, $WARMUP warmup, no shell (-N)"
 hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --time-unit millisecond \
     --export-json "$WORK/spawn.json" "${cmds[@]}"
 
 # --- Leftovers -------------------------------------------------------------
-leftover=$(ls /run/crun 2>/dev/null | grep -E "^ccos-bench" || true)
+leftover=$(shopt -s nullglob; echo /run/crun/ccos-bench*)
 [[ -z $leftover ]] || die "crun state left in /run/crun: $leftover"
 cg_after=$(find /sys/fs/cgroup -mindepth 1 -maxdepth 4 -type d 2>/dev/null | sort)
 cg_new=$(comm -13 <(echo "$cg_before") <(echo "$cg_after") | grep -v '^/sys/fs/cgroup/unified/' || true)
 [[ -z $cg_new ]] || log "WARNING: cgroups left behind: $cg_new"
+
+busy=$(busy_pct)
+$PY - "$WORK/meta.json" "$(cat "$WORK/busy-before.txt")" "$busy" <<'EOF'
+import json, sys
+path, before, after = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+meta = json.load(open(path))
+meta["cpu_busy_pct"] = {"before": before, "after": after}
+json.dump(meta, open(path, "w"), indent=2)
+EOF
+rm -f "$WORK/busy-before.txt"
+((busy <= 10)) || log "WARNING: the CPUs were ${busy}% busy just after timing: figures may be noisy"
 
 $PY "$BENCH/report.py" "$WORK"
