@@ -13,6 +13,7 @@
 
 pub mod caps;
 pub mod cgroup;
+pub mod doctor;
 pub mod error;
 pub mod idmap;
 pub mod init;

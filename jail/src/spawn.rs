@@ -19,9 +19,11 @@ use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 use nix::unistd::Pid;
 
+use crate::cgroup::{Cgroup, CgroupLimits};
 use crate::idmap::{IdRange, DEFAULT_LOCK_PATH};
 use crate::init::{self, ChildPlan};
 use crate::mount::{self, RootSpec};
+use crate::profile::Limits;
 use crate::report::{ChildMessage, EndReason, Report, SetupFailure};
 use crate::spec::JailSpec;
 use crate::sys::{self, Forked};
@@ -62,6 +64,9 @@ pub struct Jail {
     setup_failure: Option<SetupFailure>,
     /// Why we ended the jail ourselves, if we did.
     ended_by_us: Option<EndReason>,
+    /// The jail's cgroup: limits, accounting, and a kill that reaches every
+    /// process of the jail. Removed when the jail is reaped.
+    cgroup: Option<Cgroup>,
     /// Held until the jail is reaped: its outside ids are not reused before.
     _ids: IdRange,
 }
@@ -70,11 +75,19 @@ pub struct Jail {
 /// succeeded or its set-up failed (see [`Jail::setup_failure`]).
 ///
 /// Must be called from a single-threaded process (see [`sys::clone3_fork`]).
-pub fn spawn(spec: &JailSpec) -> Result<Jail, Error> {
-    spawn_with(spec, &HostPaths::default())
+pub fn spawn(spec: &JailSpec, cgroup: Option<Cgroup>) -> Result<Jail, Error> {
+    spawn_with(spec, &HostPaths::default(), cgroup)
 }
 
-pub fn spawn_with(spec: &JailSpec, host: &HostPaths) -> Result<Jail, Error> {
+/// The cgroup limits of a jail's [`Limits`].
+pub fn cgroup_limits(limits: &Limits) -> CgroupLimits {
+    CgroupLimits { memory_max: limits.memory_bytes, pids_max: limits.pids, cpus: limits.cpus }
+}
+
+/// As [`spawn`], with host paths given (tests point them elsewhere). With a
+/// cgroup, the child starts inside it: by clone3 on v2, or, on v1, by the
+/// parent writing its pid into every hierarchy before releasing it.
+pub fn spawn_with(spec: &JailSpec, host: &HostPaths, cgroup: Option<Cgroup>) -> Result<Jail, Error> {
     if spec.argv.is_empty() {
         return Err(Error::NoProgram);
     }
@@ -132,7 +145,8 @@ pub fn spawn_with(spec: &JailSpec, host: &HostPaths) -> Result<Jail, Error> {
     };
 
     let started = Instant::now();
-    let (pid, pidfd) = match sys::clone3_fork(CLONE_NAMESPACES.bits() as u64, None) {
+    let cgroup_fd = cgroup.as_ref().and_then(|c| c.clone3_fd()).map(|fd| fd.as_raw_fd());
+    let (pid, pidfd) = match sys::clone3_fork(CLONE_NAMESPACES.bits() as u64, cgroup_fd) {
         Ok(Forked::Child) => init::run(&plan),
         Ok(Forked::Parent { pid, pidfd }) => (pid, pidfd),
         Err(e) => return Err(clone_error(e)),
@@ -149,6 +163,7 @@ pub fn spawn_with(spec: &JailSpec, host: &HostPaths) -> Result<Jail, Error> {
         profile_hash: profile.hash.clone(),
         setup_failure: None,
         ended_by_us: None,
+        cgroup,
         _ids: ids,
     };
 
@@ -157,6 +172,12 @@ pub fn spawn_with(spec: &JailSpec, host: &HostPaths) -> Result<Jail, Error> {
     if let Err(e) = jail._ids.write_maps_from_parent(pid) {
         jail.kill_and_reap();
         return Err(e.into());
+    }
+    if let Some(cg) = jail.cgroup.as_ref().filter(|_| cgroup_fd.is_none()) {
+        if let Err(e) = cg.add_pid(pid) {
+            jail.kill_and_reap();
+            return Err(e.into());
+        }
     }
     if let Err(e) = std::fs::File::from(sync_write).write_all(b"G") {
         jail.kill_and_reap();
@@ -183,9 +204,18 @@ impl Jail {
         nix::sys::signal::kill(self.pid, signal).map_err(|e| Error::os(format!("signalling jail pid {}", self.pid), e))
     }
 
-    /// Kills the whole jail: SIGKILL to its init ends the pid namespace.
+    /// The jail's cgroup, if it has one (to freeze, thaw or read usage).
+    pub fn cgroup(&self) -> Option<&Cgroup> {
+        self.cgroup.as_ref()
+    }
+
+    /// Kills the whole jail: every process of its cgroup, and its init
+    /// (whose death ends the pid namespace).
     pub fn kill(&mut self, reason: EndReason) {
         self.ended_by_us.get_or_insert(reason);
+        if let Some(cg) = &self.cgroup {
+            let _ = cg.kill();
+        }
         let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
     }
 
@@ -250,9 +280,26 @@ impl Jail {
             // Init was killed before the program ended (time limit, kill).
             _ => (None, Some(Signal::SIGKILL as i32)),
         };
+        // The cgroup saw every process of the jail, even ones init never
+        // reaped; its counters are the better account where there is one.
+        let (usage, events) = match self.cgroup.take() {
+            Some(cg) => {
+                let usage = cg.usage().ok();
+                let events = cg.events().ok();
+                let _ = cg.remove();
+                (usage, events)
+            }
+            None => (None, None),
+        };
+        let cpu_secs = usage.and_then(|u| u.cpu_usec).map_or(cpu_secs, |us| us as f64 / 1e6);
+        let oom = events.and_then(|e| e.oom_kills).is_some_and(|n| n > 0);
+        let pids_hit = events.and_then(|e| e.pids_max_hits).is_some_and(|n| n > 0);
+        let failed = exit_code != Some(0);
         let reason = match (&self.setup_failure, self.ended_by_us, signal) {
             (Some(_), _, _) => EndReason::SpawnFailed,
             (None, Some(EndReason::TimeLimit), _) => EndReason::TimeLimit,
+            _ if oom && failed => EndReason::Oom,
+            _ if pids_hit && failed => EndReason::PidsLimit,
             // A signal we passed on (or our SIGKILL) ended it.
             (None, Some(by_us), Some(_)) => by_us,
             (None, _, Some(_)) => EndReason::Signalled,
@@ -264,8 +311,8 @@ impl Jail {
             reason,
             wall_secs,
             cpu_secs,
-            memory_peak_bytes: None,
-            pids_peak: None,
+            memory_peak_bytes: usage.and_then(|u| u.memory_peak),
+            pids_peak: usage.and_then(|u| u.pids_peak),
             profile: self.profile_name.clone(),
             profile_hash: self.profile_hash.clone(),
             error: self.setup_failure.take(),

@@ -274,3 +274,70 @@ pub fn getxattr(path: &CStr, name: &CStr, buf: &mut [u8]) -> io::Result<usize> {
     let n = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
+
+/// Whether clone3 exists: called with no arguments it fails with EINVAL
+/// where it exists and ENOSYS where it does not.
+pub fn probe_clone3() -> io::Result<()> {
+    // SAFETY: a NULL args pointer with size 0 is rejected by the kernel
+    // before anything is read or created.
+    let ret = unsafe { libc::syscall(libc::SYS_clone3, std::ptr::null::<CloneArgs>(), 0usize) };
+    expect_einval(ret)
+}
+
+/// Whether mount_setattr exists (EINVAL/EBADF for bad arguments, else ENOSYS).
+pub fn probe_mount_setattr() -> io::Result<()> {
+    // SAFETY: an invalid fd and NULL pointers are rejected by the kernel
+    // before anything is read or changed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            -1,
+            std::ptr::null::<libc::c_char>(),
+            0,
+            std::ptr::null::<MountAttr>(),
+            0usize,
+        )
+    };
+    expect_einval(ret)
+}
+
+fn expect_einval(ret: libc::c_long) -> io::Result<()> {
+    let err = io::Error::last_os_error();
+    match (ret, err.raw_os_error()) {
+        (-1, Some(libc::EINVAL | libc::EBADF | libc::EFAULT)) => Ok(()),
+        (-1, _) => Err(err),
+        _ => Ok(()),
+    }
+}
+
+/// Whether pidfds work: pidfd_open on ourselves.
+pub fn probe_pidfd() -> io::Result<()> {
+    // SAFETY: pidfd_open with our own pid and no flags; the fd is closed
+    // right away by OwnedFd.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this fd to us.
+    drop(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+    Ok(())
+}
+
+/// The Landlock ABI version this kernel offers.
+pub fn landlock_abi() -> io::Result<i64> {
+    const LANDLOCK_CREATE_RULESET_VERSION: u32 = 1;
+    // SAFETY: with the VERSION flag the kernel reads no attributes and
+    // returns the ABI number instead of a ruleset fd.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ret as i64)
+}

@@ -13,12 +13,16 @@ use clap::{Parser, Subcommand};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
+use ccos_jail::cgroup::{self, Cgroup, CgroupConfig, Cgroups};
 use ccos_jail::profile::{BindMount, Limits, NetworkMode, TmpfsMount};
+
 use ccos_jail::size::{parse_bytes, parse_duration};
 use ccos_jail::{JailSpec, Profile};
 
 /// Exit code for errors of ccos-jail itself (as Docker and Podman use 125).
 const JAIL_ERROR: u8 = 125;
+/// The name of a jail's cgroup is this and ccos-jail's pid.
+const CGROUP_PREFIX: &str = "jail-";
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +44,8 @@ enum Command {
         /// A shipped profile name, a jail profile .toml, or an OCI seccomp .json.
         profile: String,
     },
+    /// Say what this kernel and host allow, and exit non-zero where a jail cannot be made safely.
+    Doctor,
 }
 
 #[derive(clap::Args)]
@@ -87,6 +93,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(*args),
         Command::CheckProfile { profile } => check_profile(&profile).map(|()| 0),
+        Command::Doctor => Ok(doctor()),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -161,7 +168,8 @@ fn run(args: RunArgs) -> Result<u8> {
     let signals =
         SignalFd::with_flags(&forwarded, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).context("signalfd")?;
 
-    let jail = ccos_jail::spawn(&spec)?;
+    let cgroup = jail_cgroup(&spec.limits())?;
+    let jail = ccos_jail::spawn(&spec, Some(cgroup))?;
     if let Some(failure) = jail.setup_failure() {
         eprintln!("ccos-jail: {failure}");
     }
@@ -171,6 +179,21 @@ fn run(args: RunArgs) -> Result<u8> {
         std::fs::write(path, json + "\n").with_context(|| format!("writing --report-json {}", path.display()))?;
     }
     Ok(report.shell_exit_code().clamp(0, 255) as u8)
+}
+
+/// The jail's own cgroup, `jail-<our pid>`, after removing the empty groups
+/// of ccos-jail processes that died without cleaning up (SIGKILL).
+fn jail_cgroup(limits: &Limits) -> Result<Cgroup> {
+    let detection = cgroup::detect(&CgroupConfig::default())?;
+    let cgroups = Cgroups::open(&detection)?;
+    let owner_is_dead = |name: &str| {
+        name.strip_prefix(CGROUP_PREFIX)
+            .and_then(|pid| pid.parse::<i32>().ok())
+            .is_some_and(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err())
+    };
+    let _ = cgroups.remove_stale(CGROUP_PREFIX, owner_is_dead);
+    let name = format!("{CGROUP_PREFIX}{}", std::process::id());
+    Ok(cgroups.create(&name, &ccos_jail::spawn::cgroup_limits(limits))?)
 }
 
 fn parse_bind(text: &str) -> Result<BindMount> {
@@ -229,4 +252,22 @@ fn check_profile(name_or_path: &str) -> Result<()> {
     println!("seccomp {}:", p.seccomp_source);
     println!("{}", p.seccomp.describe());
     Ok(())
+}
+
+/// Prints every check; exits 1 when a required one failed.
+fn doctor() -> u8 {
+    let checks = ccos_jail::doctor::run_checks();
+    for c in &checks {
+        let mark = match (c.ok, c.required) {
+            (true, _) => "ok  ",
+            (false, true) => "FAIL",
+            (false, false) => "warn",
+        };
+        println!("{mark} {:<22} {}", c.name, c.detail.replace('\n', "\n                            "));
+    }
+    if checks.iter().any(|c| c.required && !c.ok) {
+        println!("\na jail cannot be made safely on this host: see the FAIL lines above");
+        return 1;
+    }
+    0
 }

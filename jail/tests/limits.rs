@@ -1,0 +1,131 @@
+//! `ccos-jail run` with cgroup limits, as root, on whichever cgroup mode the
+//! host has (v1 here; v2 in tests/vm): the reasons and figures in the
+//! report, and no cgroup left behind.
+
+mod common;
+
+use common::*;
+
+/// Under QEMU's emulation programs run 5-12 times slower; bounds widen.
+fn slow() -> bool {
+    std::env::var("CCOS_TEST_SLOW").is_ok_and(|v| v == "1")
+}
+
+fn run_with_report(args: &[&str]) -> (std::process::Output, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let report = report_path(dir.path());
+    let mut all = vec!["--report-json", report.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let out = run_jail(&all);
+    let r = read_report(&report);
+    (out, r)
+}
+
+#[test]
+fn a_memory_hog_ends_with_oom() {
+    if !require_root() {
+        return;
+    }
+    let (out, r) = run_with_report(&["--memory", "64M", "--", PROBE_IN_JAIL, "hog-memory", "256"]);
+    assert_eq!(r["reason"], "oom", "{r}\n{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(128 + 9));
+    let peak = r["memory_peak_bytes"].as_u64().unwrap();
+    assert!(peak <= 64 << 20 && peak > 32 << 20, "peak {peak}");
+}
+
+#[test]
+fn a_fork_bomb_is_contained() {
+    if !require_root() {
+        return;
+    }
+    let (out, r) = run_with_report(&["--pids", "32", "--", PROBE_IN_JAIL, "fork-bomb", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let result: serde_json::Value = serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
+    let forks_ok = result["forks_ok"].as_u64().unwrap();
+    // init and the probe count too: at most 30 forks can succeed.
+    assert!(forks_ok < 32, "{result}");
+    assert!(forks_ok > 0, "{result}");
+    assert_eq!(result["first_errno"], "EAGAIN");
+    assert!(r["pids_peak"].as_u64().is_some_and(|p| p <= 32), "{r}");
+    // The host still answers: a jail right after runs as usual.
+    let out = run_jail(&["--", "/bin/true"]);
+    assert!(out.status.success());
+}
+
+#[test]
+fn a_failing_program_at_the_pids_limit_says_so() {
+    if !require_root() {
+        return;
+    }
+    // sh cannot fork its pipeline under pids 2 (init + sh): it fails.
+    let (_, r) = run_with_report(&["--pids", "2", "--", "/bin/sh", "-c", "/bin/true | /bin/true"]);
+    assert_eq!(r["reason"], "pids_limit", "{r}");
+}
+
+#[test]
+fn the_cpu_limit_holds_a_spinner_near_its_share() {
+    if !require_root() {
+        return;
+    }
+    let (out, r) = run_with_report(&["--cpus", "0.2", "--", PROBE_IN_JAIL, "spin", "2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let share = r["cpu_secs"].as_f64().unwrap() / r["wall_secs"].as_f64().unwrap();
+    let (lo, hi) = if slow() { (0.05, 0.40) } else { (0.10, 0.30) };
+    assert!(share > lo && share < hi, "cpu share {share:.3} not near 0.2: {r}");
+}
+
+/// The groups under every hierarchy's (or the v2 root's) `ccos` folder.
+fn jail_groups() -> Vec<String> {
+    let mut names = Vec::new();
+    for root in ["/sys/fs/cgroup/pids/ccos", "/sys/fs/cgroup/memory/ccos", "/sys/fs/cgroup/ccos"] {
+        if let Ok(entries) = std::fs::read_dir(root) {
+            for e in entries.flatten() {
+                if e.path().is_dir() {
+                    names.push(format!("{root}/{}", e.file_name().to_string_lossy()));
+                }
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn a_killed_ccos_jail_leaves_a_group_the_next_run_removes() {
+    if !require_root() {
+        return;
+    }
+    let arg = format!("{}.{:06}", 600, std::process::id());
+    let mut child = jail_cmd(&["--", "/bin/sleep", &arg]).spawn().unwrap();
+    let name = format!("jail-{}", child.id());
+    assert!(wait_for(5.0, || pids_with_marker(&arg).len() >= 2), "the jail did not start");
+    assert!(jail_groups().iter().any(|g| g.ends_with(&name)), "no group {name}: {:?}", jail_groups());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(wait_for(3.0, || pids_with_marker(&arg).is_empty()));
+    // The group outlived its ccos-jail (nobody removed it); the next start
+    // removes stale groups of dead ccos-jail processes.
+    let out = run_jail(&["--", "/bin/true"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!jail_groups().iter().any(|g| g.ends_with(&name)), "stale {name} still there: {:?}", jail_groups());
+}
+
+#[test]
+fn no_group_is_left_after_runs() {
+    if !require_root() {
+        return;
+    }
+    for _ in 0..20 {
+        let out = run_jail(&["--memory", "64M", "--pids", "8", "--", "/bin/true"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    // Groups of other tests' live jails may exist; a group whose owner is
+    // gone must not.
+    let dead: Vec<String> = jail_groups()
+        .into_iter()
+        .filter(|g| {
+            let pid = g.rsplit("jail-").next().and_then(|p| p.parse::<i32>().ok());
+            pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+        })
+        .collect();
+    assert!(wait_for(2.0, || dead.iter().all(|g| !std::path::Path::new(g).exists())), "left behind: {dead:?}");
+}
