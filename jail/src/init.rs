@@ -137,6 +137,7 @@ fn init_main(plan: &ChildPlan<'_>) -> Result<Never, SetupFailure> {
     if parent_is_gone(plan.status_fd) {
         sys::exit_now(125);
     }
+    let _ = nix::sys::prctl::set_name(c"ccos-init");
 
     // The root file system.
     mount::build_root_in_child(plan.mounts)?;

@@ -316,7 +316,10 @@ fn apply(op: &MountOp) -> Result<(), SetupFailure> {
             let target = in_new_root(dst);
             make_mount_point(&target, true)?;
             let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-            mount(Some("proc"), &target, Some("proc"), flags, None::<&str>)
+            // hidepid: the program sees only processes of its own uid. The
+            // jail's init is a clone of its spawner, so its command line
+            // (host paths, --env values) is none of the program's business.
+            mount(Some("proc"), &target, Some("proc"), flags, Some("hidepid=invisible"))
                 .map_err(|e| fail("mount", format!("mounting proc on {}", dst.display()), e))?;
         }
         MountOp::Devpts { dst } => {

@@ -53,7 +53,17 @@ mount -t cgroup2 -o nsdelegate,memory_recursiveprot cgroup2 /sys/fs/cgroup 2>/de
 echo "+memory +pids +cpu" >/sys/fs/cgroup/cgroup.subtree_control ||
 	echo "vm: cannot enable controllers"
 ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up
+# An eth0 with a default route, as on a real host, so "is there a route out?"
+# has the host's answer. It is a dummy device: nothing leaves the VM.
+if insmod "/usr/lib/modules/$(uname -r)/dummy.ko" 2>/dev/null &&
+	ip link add eth0 type dummy && ip addr add 10.0.2.15/24 dev eth0 &&
+	ip link set eth0 up && ip route add default via 10.0.2.2 dev eth0; then
+	net="lo, eth0 (dummy) with a default route"
+else
+	net="lo only"
+fi
 hostname ccos-vm
+chgrp shadow /etc/shadow 2>/dev/null
 
 # Read the run's settings: the environment for the tests and their arguments.
 # shellcheck disable=SC1091
@@ -79,6 +89,7 @@ fi
 echo "vm: kernel $(uname -r), $(nproc) cpus, $(awk '/MemTotal/ {print int($2/1024) " MiB"}' /proc/meminfo)"
 echo "vm: cgroup.controllers: $(cat /sys/fs/cgroup/cgroup.controllers 2>/dev/null)"
 echo "vm: cgroup.subtree_control: $(cat /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null)"
+echo "vm: network: $net"
 echo "vm: tests run in cgroup $(cut -d: -f3 /proc/self/cgroup)"
 
 passed=0

@@ -188,7 +188,7 @@ pkg_dirs=$(cut -f4 <<<"$tests_out" | sort -u)
 fingerprint=$(
 	{
 		sha256sum "${BASH_SOURCE[0]}"
-		printf '%s\n' "$files" "$pkg_dirs" "$tdir"
+		printf '%s\n' "$files" "$pkg_dirs" "$tdir" "$vmlinuz"
 		cut -f1 <<<"$files" | xargs -d '\n' stat -L -c '%n %s %Y'
 		for d in "${data_dirs[@]}"; do find "$d" -printf '%p %s %T@\n'; done
 	} | sha256sum | cut -d' ' -f1
@@ -220,6 +220,17 @@ if [ ! -s "$main_cpio" ] || [ "$(cat "$work/initramfs-main.sum" 2>/dev/null)" !=
 		case "$applet" in bin/* | sbin/*) applet=usr/$applet ;; esac
 		[ -e "$stage/$applet" ] || [ -L "$stage/$applet" ] || ln -s /usr/bin/busybox "$stage/$applet"
 	done
+	# The dummy network driver, so the guest has an eth0 and a default route
+	# like a real host (nothing leaves the VM: there is no NIC).
+	dummy_ko=$(compgen -G "$kdir/lib/modules/*/kernel/drivers/net/dummy.ko*" | head -n 1 || true)
+	if [ -n "$dummy_ko" ]; then
+		kver=$(basename "$(dirname "$(dirname "$(dirname "$(dirname "$dummy_ko")")")")")
+		mkdir -p "$stage/usr/lib/modules/$kver"
+		python3 -c 'import lzma, sys
+data = open(sys.argv[1], "rb").read()
+open(sys.argv[2], "wb").write(lzma.decompress(data) if sys.argv[1].endswith(".xz") else data)' \
+			"$dummy_ko" "$stage/usr/lib/modules/$kver/dummy.ko"
+	fi
 	while read -r dir; do mkdir -p "$stage$dir"; done <<<"$pkg_dirs"
 	for d in "${data_dirs[@]}"; do
 		mkdir -p "$stage$(dirname "$d")"
@@ -233,13 +244,16 @@ if [ ! -s "$main_cpio" ] || [ "$(cat "$work/initramfs-main.sum" 2>/dev/null)" !=
 	cat >"$stage/etc/group" <<-'EOF'
 		root:x:0:
 		tty:x:5:
+		shadow:x:42:
 		nogroup:x:65534:
 	EOF
 	cat >"$stage/etc/hosts" <<-'EOF'
 		127.0.0.1	localhost ccos-vm
 		::1	localhost ip6-localhost ip6-loopback
 	EOF
-	printf 'passwd: files\ngroup: files\nhosts: files\n' >"$stage/etc/nsswitch.conf"
+	printf 'root:*:19000:0:99999:7:::\nnobody:*:19000:0:99999:7:::\n' >"$stage/etc/shadow"
+	chmod 0640 "$stage/etc/shadow"
+	printf 'passwd: files\ngroup: files\nshadow: files\nhosts: files\n' >"$stage/etc/nsswitch.conf"
 	: >"$stage/etc/resolv.conf"
 	echo ccos-vm >"$stage/etc/hostname"
 	(cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | "$busybox" cpio -H newc -o 2>/dev/null | gzip -1 >"$main_cpio.tmp")
