@@ -1,42 +1,184 @@
-//! Seccomp profiles in the OCI / Docker JSON format, compiled to BPF with
-//! seccompiler. (Interface stub: the full loader lands with its own commit.)
+//! Seccomp profiles in the OCI / Docker JSON format, compiled to BPF for
+//! x86_64 with seccompiler, for a jail that holds no capabilities.
+//!
+//! The way through: JSON text -> `types.rs` (strict serde schema) ->
+//! `plan.rs` (checks, and which rules apply here) -> `compile.rs` (stacked
+//! seccompiler filters + the hand-built guard of `filter.rs`) ->
+//! [`CompiledSeccomp`], installed in the jailed child by `install.rs`.
+//! README.md next to this file explains the choices and the shipped
+//! profiles.
+//!
+//! ```no_run
+//! let compiled = ccos_jail::seccomp::load_file(std::path::Path::new("profile.json"))?;
+//! println!("{}", compiled.describe());
+//! // In the child, after no_new_privs, right before execve:
+//! compiled.install()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
-use std::sync::Arc;
+mod arch;
+mod caps;
+mod compile;
+mod describe;
+mod errno;
+mod error;
+mod filter;
+mod install;
+mod jsonpath;
+mod kernel;
+mod model;
+mod names;
+mod plan;
+mod syscalls;
+mod types;
 
+#[cfg(test)]
+mod bpf_eval;
+#[cfg(test)]
+mod live_tests;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use sha2::{Digest, Sha256};
+
+pub use error::SeccompError;
+pub use kernel::KernelVersion;
+
+/// A seccomp profile compiled for this machine: the BPF programs to
+/// install, in order, and the hash stamped on every run that used them.
 #[derive(Debug)]
 pub struct CompiledSeccomp {
-    programs: Vec<seccompiler::BpfProgram>,
+    programs: Vec<compile::Program>,
+    flags: libc::c_ulong,
     hash: String,
+    plan: model::Plan,
 }
 
 impl CompiledSeccomp {
+    /// `sha256:<hex>` over the BPF instructions installed, in order (each
+    /// as the kernel's 8-byte struct sock_filter, little-endian), followed
+    /// by the seccomp() flags word when a profile sets flags. The same BPF
+    /// from differently written JSON has the same hash.
     pub fn hash(&self) -> &str {
         &self.hash
     }
-    pub fn describe(&self) -> String {
-        self.hash.clone()
-    }
+
+    /// Installs every program, in order, with seccomp(2). Runs in the jailed
+    /// child after no_new_privs, as the last step before execve: it does
+    /// not allocate and takes no lock.
     pub fn install(&self) -> Result<(), std::io::Error> {
-        for program in &self.programs {
-            seccompiler::apply_filter(program).map_err(std::io::Error::other)?;
-        }
-        Ok(())
+        install::install(&self.programs, self.flags)
+    }
+
+    /// A human summary for `ccos-jail check-profile`.
+    pub fn describe(&self) -> String {
+        describe::describe(&self.plan, &self.programs, &self.hash)
+    }
+
+    /// The BPF programs, in installation order.
+    pub fn programs(&self) -> impl DoubleEndedIterator<Item = &[seccompiler::sock_filter]> + ExactSizeIterator {
+        self.programs.iter().map(|p| p.bpf.as_slice())
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct SeccompError(pub String);
+/// Parses and compiles a profile for x86_64 and the given kernel version
+/// (which decides `minKernel`). No cache: see [`load_bytes`].
+pub fn compile(bytes: &[u8], origin: &str, kernel: KernelVersion) -> Result<CompiledSeccomp, SeccompError> {
+    let profile: types::Profile =
+        serde_json::from_slice(bytes).map_err(|e| SeccompError::from_json(origin, bytes, &e))?;
+    // The text parsed above, so this second parse cannot fail.
+    let value: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
+    if let Some(path) = types::array_instead_of_object(&value) {
+        let path = if path.is_empty() { "(top level)".to_string() } else { path };
+        return Err(SeccompError::invalid(origin, path, "expected a JSON object, found an array"));
+    }
+    let plan = plan::plan(&profile, origin, kernel)?;
+    let programs = compile::compile(&plan, origin)?;
+    let flags = plan.flags;
+    let hash = hash_programs(&programs, flags);
+    Ok(CompiledSeccomp { programs, flags, hash, plan })
+}
 
+/// Parses and compiles a profile for the running kernel, once per content:
+/// a long-lived process asking again for the same bytes gets the same
+/// `Arc`. `origin` names the input in errors.
+pub fn load_bytes(bytes: &[u8], origin: &str) -> Result<Arc<CompiledSeccomp>, SeccompError> {
+    let kernel = running_kernel().map_err(|source| SeccompError::Kernel { origin: origin.to_string(), source })?;
+    load_cached(bytes, origin, kernel)
+}
+
+/// [`load_bytes`] on a file's contents; errors name the file.
+pub fn load_file(path: &Path) -> Result<Arc<CompiledSeccomp>, SeccompError> {
+    let origin = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| SeccompError::Read { origin: origin.clone(), source })?;
+    load_bytes(&bytes, &origin)
+}
+
+/// The profiles shipped with the jail (policies/seccomp/<name>.json):
+/// "default" and "strict".
 pub fn shipped(name: &str) -> Option<&'static str> {
-    (name == "default" || name == "strict").then_some("{}")
+    match name {
+        "default" => Some(include_str!("../../../policies/seccomp/default.json")),
+        "strict" => Some(include_str!("../../../policies/seccomp/strict.json")),
+        _ => None,
+    }
 }
 
-pub fn load_bytes(_bytes: &[u8], _origin: &str) -> Result<Arc<CompiledSeccomp>, SeccompError> {
-    Ok(Arc::new(CompiledSeccomp { programs: Vec::new(), hash: String::from("sha256:stub") }))
+/// Cache key: sha256 of the input bytes, and the kernel version that
+/// decided `minKernel`.
+type CacheKey = ([u8; 32], KernelVersion);
+
+/// How many compiled profiles the cache keeps; past that it starts over
+/// (a supervisor uses a handful of profiles, so this only bounds abuse).
+const CACHE_LIMIT: usize = 256;
+
+fn load_cached(bytes: &[u8], origin: &str, kernel: KernelVersion) -> Result<Arc<CompiledSeccomp>, SeccompError> {
+    static CACHE: OnceLock<Mutex<HashMap<CacheKey, Arc<CompiledSeccomp>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let key: CacheKey = (Sha256::digest(bytes).into(), kernel);
+    // A panic elsewhere while holding the lock leaves a usable map behind.
+    if let Some(hit) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(Arc::clone(hit));
+    }
+    // Compile without the lock; if another thread won the race, keep its copy.
+    let compiled = Arc::new(compile(bytes, origin, kernel)?);
+    let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if map.len() >= CACHE_LIMIT {
+        map.clear();
+    }
+    Ok(Arc::clone(map.entry(key).or_insert(compiled)))
 }
 
-pub fn load_file(path: &std::path::Path) -> Result<Arc<CompiledSeccomp>, SeccompError> {
-    let bytes = std::fs::read(path).map_err(|e| SeccompError(format!("{}: {e}", path.display())))?;
-    load_bytes(&bytes, &path.display().to_string())
+fn running_kernel() -> std::io::Result<KernelVersion> {
+    static RUNNING: OnceLock<KernelVersion> = OnceLock::new();
+    if let Some(k) = RUNNING.get() {
+        return Ok(*k);
+    }
+    let k = KernelVersion::running()?;
+    Ok(*RUNNING.get_or_init(|| k))
+}
+
+fn hash_programs(programs: &[compile::Program], flags: libc::c_ulong) -> String {
+    let mut h = Sha256::new();
+    for p in programs {
+        for insn in &p.bpf {
+            h.update(insn.code.to_le_bytes());
+            h.update([insn.jt, insn.jf]);
+            h.update(insn.k.to_le_bytes());
+        }
+    }
+    if flags != 0 {
+        h.update(flags.to_le_bytes());
+    }
+    let digest = h.finalize();
+    let mut out = String::with_capacity(7 + 64);
+    out.push_str("sha256:");
+    for b in digest {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
 }
