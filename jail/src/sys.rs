@@ -341,3 +341,33 @@ pub fn landlock_abi() -> io::Result<i64> {
     }
     Ok(ret as i64)
 }
+
+/// struct sock_fprog (linux/filter.h), pointing into a program we borrow.
+#[repr(C)]
+struct SockFprog {
+    len: libc::c_ushort,
+    filter: *const seccompiler::sock_filter,
+}
+
+/// seccomp(SECCOMP_SET_MODE_FILTER, flags, program). Allocates nothing: it
+/// runs in the jailed child right before execve.
+pub fn seccomp_set_mode_filter(bpf: &[seccompiler::sock_filter], flags: libc::c_ulong) -> io::Result<()> {
+    let len = u16::try_from(bpf.len()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let fprog = SockFprog { len, filter: bpf.as_ptr() };
+    // SAFETY: the kernel reads `len` sock_filter entries from `filter`
+    // (borrowed from `bpf`, alive across the call) and copies them; it
+    // writes no user memory. sock_filter is #[repr(C)] with the kernel's
+    // layout.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER as libc::c_ulong,
+            flags,
+            &fprog as *const SockFprog,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -46,20 +46,8 @@ impl KernelVersion {
 
     /// The running kernel (uname's release).
     pub fn running() -> std::io::Result<Self> {
-        let mut uts = std::mem::MaybeUninit::<libc::utsname>::zeroed();
-        // SAFETY: uname writes a utsname into the buffer we own; it is
-        // zero-initialised, so reading it is defined whatever uname does.
-        let rc = unsafe { libc::uname(uts.as_mut_ptr()) };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: zeroed above, and utsname holds only c_char arrays, for
-        // which all-zero bytes are a valid value.
-        let uts = unsafe { uts.assume_init() };
-        // The kernel NUL-terminates release; the zeroed buffer guarantees a
-        // NUL even if it did not.
-        let bytes: Vec<u8> = uts.release.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
-        let release = String::from_utf8_lossy(&bytes);
+        let uts = nix::sys::utsname::uname()?;
+        let release = uts.release().to_string_lossy();
         Self::parse_release(&release).ok_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::InvalidData, format!("unparsable kernel release {release:?}"))
         })
