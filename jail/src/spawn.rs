@@ -85,8 +85,8 @@ pub fn cgroup_limits(limits: &Limits) -> CgroupLimits {
 }
 
 /// As [`spawn`], with host paths given (tests point them elsewhere). With a
-/// cgroup, the child starts inside it: by clone3 on v2, or, on v1, by the
-/// parent writing its pid into every hierarchy before releasing it.
+/// cgroup, the child starts inside it: by clone3 on v2, or, on v1, by
+/// writing itself into every hierarchy before it does anything else.
 pub fn spawn_with(spec: &JailSpec, host: &HostPaths, cgroup: Option<Cgroup>) -> Result<Jail, Error> {
     if spec.argv.is_empty() {
         return Err(Error::NoProgram);
@@ -126,6 +126,13 @@ pub fn spawn_with(spec: &JailSpec, host: &HostPaths, cgroup: Option<Cgroup>) -> 
     let (setup_read, setup_write) = pipe()?;
     let (status_read, status_write) = pipe()?;
 
+    // On v1 the child joins its cgroup itself (see init.rs); on v2 clone3
+    // starts it there.
+    let cgroup_fd = cgroup.as_ref().and_then(|c| c.clone3_fd()).map(|fd| fd.as_raw_fd());
+    let cgroup_tasks: Vec<PathBuf> = match (&cgroup, cgroup_fd) {
+        (Some(cg), None) => cg.paths().iter().map(|p| p.join("tasks")).collect(),
+        _ => Vec::new(),
+    };
     let plan = ChildPlan {
         mounts: &mounts,
         hostname,
@@ -142,10 +149,10 @@ pub fn spawn_with(spec: &JailSpec, host: &HostPaths, cgroup: Option<Cgroup>) -> 
         setup_fd: setup_write.as_raw_fd(),
         status_fd: status_write.as_raw_fd(),
         stdio: [&spec.stdin, &spec.stdout, &spec.stderr].map(|fd| fd.as_ref().map(|f| f.as_raw_fd())),
+        cgroup_tasks: &cgroup_tasks,
     };
 
     let started = Instant::now();
-    let cgroup_fd = cgroup.as_ref().and_then(|c| c.clone3_fd()).map(|fd| fd.as_raw_fd());
     let (pid, pidfd) = match sys::clone3_fork(CLONE_NAMESPACES.bits() as u64, cgroup_fd) {
         Ok(Forked::Child) => init::run(&plan),
         Ok(Forked::Parent { pid, pidfd }) => (pid, pidfd),
@@ -172,12 +179,6 @@ pub fn spawn_with(spec: &JailSpec, host: &HostPaths, cgroup: Option<Cgroup>) -> 
     if let Err(e) = jail._ids.write_maps_from_parent(pid) {
         jail.kill_and_reap();
         return Err(e.into());
-    }
-    if let Some(cg) = jail.cgroup.as_ref().filter(|_| cgroup_fd.is_none()) {
-        if let Err(e) = cg.add_pid(pid) {
-            jail.kill_and_reap();
-            return Err(e.into());
-        }
     }
     if let Err(e) = std::fs::File::from(sync_write).write_all(b"G") {
         jail.kill_and_reap();
