@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 
 use ccos_jail::cgroup::{
     detect, Cgroup, CgroupConfig, CgroupError, CgroupLimits, Cgroups, Controller, HostCgroups, Layout, Mode,
-    CLONE_INTO_CGROUP,
 };
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -340,23 +339,6 @@ fn add_pid_places_a_child_before_it_runs() {
     }
 }
 
-/// clone_args as of Linux 5.7 (CLONE_ARGS_SIZE_VER2, 88 bytes).
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
-}
-
 #[test]
 fn clone3_into_cgroup_starts_the_child_inside() {
     if !root_or_skip("clone3_into_cgroup_starts_the_child_inside") {
@@ -368,25 +350,17 @@ fn clone3_into_cgroup_starts_the_child_inside() {
         let n = name("clone3", &b);
         let g = b.cgroups.create(&n, &CgroupLimits::default()).unwrap();
         let fd = g.clone3_fd().expect("a v2 group has an fd for clone3");
-        let args = CloneArgs {
-            flags: CLONE_INTO_CGROUP,
-            exit_signal: libc::SIGCHLD as u64,
-            cgroup: u64::try_from(fd.as_raw_fd()).unwrap(),
-            ..Default::default()
-        };
         let gate = pipe();
-        // SAFETY: `args` is a valid clone_args of the size passed and lives
-        // across the call. Without CLONE_VM and with no stack the child gets
-        // a copy of this process, as with fork; it then only waits at its
-        // gate (read) and calls _exit, both async-signal-safe.
-        let ret =
-            unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
-        if ret == 0 {
-            wait_gate(&gate);
-            child_exit(0);
-        }
-        assert!(ret > 0, "clone3: {}", Errno::last());
-        let child = Pid::from_raw(i32::try_from(ret).unwrap());
+        // The project's own clone3 wrapper, as the jail uses it. The child
+        // only waits at its gate (read) and calls _exit, both
+        // async-signal-safe, so forking from the test harness is fine.
+        let child = match ccos_jail::sys::clone3_fork(0, Some(fd.as_raw_fd())).expect("clone3") {
+            ccos_jail::sys::Forked::Child => {
+                wait_gate(&gate);
+                child_exit(0);
+            }
+            ccos_jail::sys::Forked::Parent { pid, .. } => pid,
+        };
         // The child has not passed its gate: it was born in the group.
         let lines = proc_lines_naming(child, &n);
         assert_eq!(lines.len(), 1, "{lines:?}");
