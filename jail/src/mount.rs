@@ -368,8 +368,13 @@ fn make_parent(path: &Path) -> Result<(), SetupFailure> {
     Ok(())
 }
 
-/// A directory or an empty file to mount on, created if missing.
+/// A directory or an empty file to mount on, created if missing. An
+/// existing one is used as it is (a file such as /proc/sysrq-trigger cannot
+/// even be opened for writing).
 fn make_mount_point(target: &Path, is_dir: bool) -> Result<(), SetupFailure> {
+    if std::fs::symlink_metadata(target).is_ok() {
+        return Ok(());
+    }
     if is_dir {
         std::fs::DirBuilder::new()
             .recursive(true)
