@@ -134,8 +134,8 @@ EOF
 done </vm/tests
 
 if [ "$failed" -ne 0 ]; then
-	echo "vm: last kernel messages:"
-	dmesg | tail -n 25
+	echo "vm: last kernel messages (without the OOM reports' counter lines):"
+	dmesg | grep -v -E '^\[ *[0-9.]+\] +[a-z_]+ [0-9]+$' | tail -n 25
 fi
 if [ ! -s /vm/tests ]; then
 	echo "vm: no test executables"

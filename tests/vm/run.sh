@@ -10,7 +10,8 @@ repo=$(cd "$here/../.." && pwd)
 
 # Settings (environment):
 #   VM_MANIFEST      Cargo.toml of the workspace or package to test ($repo/Cargo.toml)
-#   VM_TESTS         integration-test target names (default: `cgroup` and every `vm_*`)
+#   VM_TESTS         integration-test target names (default: `cgroup`, every `vm_*`, and
+#                    every test whose leading //! comment mentions tests/vm)
 #   VM_TARGET_DIR    cargo target dir (default ${CARGO_TARGET_DIR:-<workspace>/target}/vm)
 #   VM_WORK          work dir: kernel, initramfs, serial.log ($here/work)
 #   VM_KERNEL_PKG    kernel package (default: newest linux-image-*-cloud-amd64)
@@ -120,14 +121,26 @@ tdir=${VM_TARGET_DIR:-${CARGO_TARGET_DIR:-$ws_root/target}/vm}
 if [ -n "${VM_TESTS:-}" ]; then
 	read -r -a tests <<<"$VM_TESTS"
 else
+	# `cgroup`, `vm_*`, and any test whose leading //! comment names tests/vm.
 	mapfile -t tests < <(python3 -c '
 import json, sys
+def opts_in(path):
+    try:
+        with open(path) as f:
+            for line in f:
+                if not line.startswith("//!"):
+                    return False
+                if "tests/vm" in line:
+                    return True
+    except OSError:
+        pass
+    return False
 meta = json.load(sys.stdin)
 members = set(meta["workspace_members"])
 for p in meta["packages"]:
     if p["id"] in members:
         for t in p["targets"]:
-            if "test" in t["kind"] and (t["name"] == "cgroup" or t["name"].startswith("vm_")):
+            if "test" in t["kind"] and (t["name"] == "cgroup" or t["name"].startswith("vm_") or opts_in(t["src_path"])):
                 print(t["name"])' <<<"$meta" | sort -u)
 fi
 [ ${#tests[@]} -gt 0 ] || die "no test targets (cgroup or vm_*) in $manifest"
@@ -157,7 +170,7 @@ for line in sys.stdin:
 test_args=()
 for t in "${tests[@]}"; do test_args+=(--test "$t"); done
 bins_out=$(cargo_json build --workspace --bins | artifacts)
-tests_out=$(cargo_json test --no-run "${test_args[@]}" | artifacts | awk -F'\t' '$1 == "test"')
+tests_out=$(cargo_json test --no-run "${test_args[@]}" | artifacts | awk -F'\t' '$1 == "test"' | sort -t$'\t' -k2,2)
 [ -n "$tests_out" ] || die "cargo built no test executables"
 step "built $(wc -l <<<"$tests_out") test executable(s), $(grep -c . <<<"$bins_out" || true) binaries in $tdir"
 
