@@ -9,7 +9,7 @@ use super::CompiledSeccomp;
 pub(crate) const AUDIT_ARCH_I386: u32 = 0x4000_0003;
 
 /// struct seccomp_data, laid out as the kernel does: nr, arch, ip, args.
-fn seccomp_data(arch: u32, nr: u32, args: [u64; 6]) -> [u8; 64] {
+pub(crate) fn seccomp_data(arch: u32, nr: u32, args: [u64; 6]) -> [u8; 64] {
     let mut d = [0u8; 64];
     d[0..4].copy_from_slice(&nr.to_le_bytes());
     d[4..8].copy_from_slice(&arch.to_le_bytes());

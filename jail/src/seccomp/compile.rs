@@ -62,6 +62,9 @@ const MAX_INSNS_PER_PATH: usize = 32768;
 pub(crate) enum Role {
     /// The guard, then unlisted syscalls -> default action.
     Base,
+    /// The argument conditions of the few listed syscalls that have them
+    /// (unmet -> default action); every other syscall passes.
+    Conditions,
     /// Listed syscalls -> this action.
     Action(Action),
     /// The guard as its own filter.
@@ -76,6 +79,12 @@ pub(crate) struct Program {
 
 /// The programs for `plan`, in installation order.
 pub(crate) fn compile(plan: &Plan, origin: &str) -> Result<Vec<Program>, SeccompError> {
+    compile_with(plan, origin, true)
+}
+
+/// With `split_base` false, the base is always one seccompiler filter (the
+/// tests prove the split base answers the same).
+pub(crate) fn compile_with(plan: &Plan, origin: &str, split_base: bool) -> Result<Vec<Program>, SeccompError> {
     let fail = |reason: String| SeccompError::Compile { origin: origin.to_string(), reason };
     let default = plan.default;
     // ENOSYS past the highest named syscall only makes sense when the
@@ -100,9 +109,13 @@ pub(crate) fn compile(plan: &Plan, origin: &str) -> Result<Vec<Program>, Seccomp
             programs.push(Program { role: Role::Guard, bpf: filter::guard_program(threshold) });
         }
     } else {
-        let rules = plan.rules.iter().filter(|r| r.action != default);
-        let bpf = build(rules, default, Action::Allow).map_err(|e| fail(format!("base filter: {e}")))?;
-        programs.push(Program { role: Role::Base, bpf: filter::guarded(bpf, threshold) });
+        let rules: Vec<&Rule> = plan.rules.iter().filter(|r| r.action != default).collect();
+        let base = if split_base {
+            base_programs(&rules, default, threshold)
+        } else {
+            alternatives(rules.iter().copied()).and_then(|by_nr| single_base(by_nr, default, threshold))
+        };
+        programs.extend(base.map_err(|e| fail(format!("base filter: {e}")))?);
     }
 
     for p in &programs {
@@ -134,14 +147,73 @@ fn actions_in_order(rules: &[Rule]) -> Vec<Action> {
     out
 }
 
+/// The base, as two filters where it can be: a compact membership filter
+/// (listed syscalls pass, the rest get the default action; the guard first)
+/// installed last, and before it a seccompiler filter that checks the
+/// arguments of only the listed syscalls that have conditions, letting every
+/// other syscall through. The kernel keeps the stronger of the two answers,
+/// which is exactly the single seccompiler base's answer, in a fraction of
+/// the instructions (see filter::membership). Falls back to the single
+/// filter when the split cannot be made (too many conditional syscalls, or
+/// a condition on seccomp() itself, which would then refuse the install of
+/// the last filter).
+fn base_programs(rules: &[&Rule], default: Action, threshold: Option<u32>) -> Result<Vec<Program>, String> {
+    let by_nr = alternatives(rules.iter().copied())?;
+    let listed: Vec<u32> = by_nr.keys().map(|nr| *nr as u32).collect();
+    let conditional: BTreeMap<i64, Vec<SeccompRule>> =
+        by_nr.iter().filter_map(|(nr, alts)| alts.clone().map(|a| (*nr, a))).collect();
+    let split_ok = !conditional.contains_key(&libc::SYS_seccomp);
+    let mut programs = Vec::new();
+    if split_ok && !conditional.is_empty() {
+        let nrs: Vec<u32> = conditional.keys().map(|nr| *nr as u32).collect();
+        let checks = seccompiler_program(conditional, default, Action::Allow)?;
+        match filter::only_for(&nrs, checks) {
+            Some(bpf) => programs.push(Program { role: Role::Conditions, bpf }),
+            None => return single_base(by_nr, default, threshold),
+        }
+    } else if !split_ok {
+        return single_base(by_nr, default, threshold);
+    }
+    let membership = filter::membership(&listed, libc::SECCOMP_RET_ALLOW, u32::from(default.to_seccompiler()));
+    programs.push(Program { role: Role::Base, bpf: filter::guarded(membership, threshold) });
+    Ok(programs)
+}
+
+/// The base as one seccompiler filter: listed -> ALLOW (when their
+/// conditions hold), anything else -> the default action.
+fn single_base(
+    by_nr: BTreeMap<i64, Option<Vec<SeccompRule>>>,
+    default: Action,
+    threshold: Option<u32>,
+) -> Result<Vec<Program>, String> {
+    let rules = by_nr.into_iter().map(|(nr, alts)| (nr, alts.unwrap_or_default())).collect();
+    let bpf = seccompiler_program(rules, default, Action::Allow)?;
+    Ok(vec![Program { role: Role::Base, bpf: filter::guarded(bpf, threshold) }])
+}
+
 /// One seccompiler filter: `rules` -> `on_match`, anything else -> `on_mismatch`.
 fn build<'a>(
     rules: impl Iterator<Item = &'a Rule>,
     on_mismatch: Action,
     on_match: Action,
 ) -> Result<BpfProgram, String> {
-    // Per syscall number: None = matches whatever the arguments, else the
-    // alternatives (OR-ed), each an AND of conditions.
+    let rules = alternatives(rules)?.into_iter().map(|(nr, alts)| (nr, alts.unwrap_or_default())).collect();
+    seccompiler_program(rules, on_mismatch, on_match)
+}
+
+fn seccompiler_program(
+    rules: BTreeMap<i64, Vec<SeccompRule>>,
+    on_mismatch: Action,
+    on_match: Action,
+) -> Result<BpfProgram, String> {
+    let filter = SeccompFilter::new(rules, on_mismatch.to_seccompiler(), on_match.to_seccompiler(), TargetArch::x86_64)
+        .map_err(|e| e.to_string())?;
+    BpfProgram::try_from(filter).map_err(|e| e.to_string())
+}
+
+/// Per syscall number: None = matches whatever the arguments, else the
+/// alternatives (OR-ed), each an AND of conditions.
+fn alternatives<'a>(rules: impl Iterator<Item = &'a Rule>) -> Result<BTreeMap<i64, Option<Vec<SeccompRule>>>, String> {
     let mut by_nr: BTreeMap<i64, Option<Vec<SeccompRule>>> = BTreeMap::new();
     for rule in rules {
         let alternative = if rule.conds.is_empty() {
@@ -169,8 +241,5 @@ fn build<'a>(
             }
         }
     }
-    let rules = by_nr.into_iter().map(|(nr, alts)| (nr, alts.unwrap_or_default())).collect();
-    let filter = SeccompFilter::new(rules, on_mismatch.to_seccompiler(), on_match.to_seccompiler(), TargetArch::x86_64)
-        .map_err(|e| e.to_string())?;
-    BpfProgram::try_from(filter).map_err(|e| e.to_string())
+    Ok(by_nr)
 }

@@ -38,6 +38,9 @@ pub(crate) fn describe(plan: &Plan, programs: &[Program], hash: &str) -> String 
         let what = match &p.role {
             Role::Base => format!("guard, then base: unlisted syscalls -> {}, listed ones pass on", plan.default),
             Role::Action(a) => format!("rules -> {a}, anything else passes"),
+            Role::Conditions => {
+                format!("argument conditions of the listed syscalls that have them -> {}", plan.default)
+            }
             Role::Guard => "guard: x32 and unknown-to-the-profile numbers -> ENOSYS".to_string(),
         };
         let _ = writeln!(out, "  {}. {what}: {} instructions", i + 1, p.bpf.len());

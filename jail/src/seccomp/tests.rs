@@ -322,9 +322,13 @@ fn shipped_default_allows_ordinary_programs_and_denies_the_rest() {
     assert_eq!(decide(&c, nr("statmount"), [0; 6]), errno(EPERM));
     assert_eq!(decide(&c, 0x4000_0000, [0; 6]), errno(ENOSYS), "x32 read");
     assert_eq!(decide_arch(&c, bpf_eval::AUDIT_ARCH_I386, 20), KILL_PROCESS);
-    // ERRNO(38), ERRNO(1), then base.
+    // ERRNO(38), ERRNO(1), the argument conditions, then the base.
     let roles: Vec<&Role> = c.programs.iter().map(|p| &p.role).collect();
-    assert_eq!(roles, [&Role::Action(Action::Errno(38)), &Role::Action(Action::Errno(1)), &Role::Base], "{roles:?}");
+    assert_eq!(
+        roles,
+        [&Role::Action(Action::Errno(38)), &Role::Action(Action::Errno(1)), &Role::Conditions, &Role::Base],
+        "{roles:?}"
+    );
 }
 
 #[test]
@@ -375,7 +379,8 @@ fn describe_says_what_the_filter_does() {
         "syscalls above 466 (removexattrat, the highest the profile names) -> ERRNO(38 ENOSYS)",
         "x32 ABI syscalls",
         "  1. rules -> ERRNO(38 ENOSYS), anything else passes: ",
-        "  2. guard, then base: unlisted syscalls -> ERRNO(1 EPERM), listed ones pass on",
+        "  2. argument conditions of the listed syscalls that have them -> ERRNO(1 EPERM)",
+        "  3. guard, then base: unlisted syscalls -> ERRNO(1 EPERM), listed ones pass on",
     ] {
         assert!(d.contains(needle), "missing {needle:?} in:\n{d}");
     }
@@ -676,4 +681,65 @@ fn errno_names_and_defaults() {
     let c = compiled(br#"{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrno": "ENOSYS"}"#);
     assert_eq!(decide(&c, GETPID, [0; 6]), errno(ENOSYS));
     assert_eq!(super::model::Action::Errno(38).ret(), errno(ENOSYS));
+}
+
+/// The split base (a compact membership filter plus a filter for argument
+/// conditions) must answer every syscall exactly as one seccompiler base
+/// filter would, and be much smaller.
+#[test]
+fn the_split_base_answers_like_a_single_base_filter() {
+    let values: [u64; 16] = [
+        0,
+        1,
+        2,
+        10,
+        16,
+        17,
+        40,
+        8,
+        0x5412,
+        0x541c,
+        0x1000_0000,
+        0x7e02_0000,
+        0x0001_0f00,
+        0x0002_0008,
+        0xffff_ffff,
+        u64::MAX,
+    ];
+    let profiles: Vec<(String, Vec<u8>)> = vec![
+        ("default".into(), shipped("default").unwrap().as_bytes().to_vec()),
+        ("strict".into(), shipped("strict").unwrap().as_bytes().to_vec()),
+        ("docker".into(), fixture("docker-default.json")),
+        ("podman".into(), fixture("podman-default.json")),
+    ];
+    for (name, bytes) in profiles {
+        let split = compiled(&bytes);
+        let single = super::compile::compile_with(&split.plan, "t", false).unwrap();
+        let single_slices = || single.iter().map(|p| p.bpf.as_slice());
+        let mut checked = 0;
+        for nr in (0..=520u32).chain([0x4000_0000, 0x4000_0001, 0x4000_0200]) {
+            for a0 in values {
+                for a1 in values {
+                    let data = bpf_eval::seccomp_data(super::filter::AUDIT_ARCH_X86_64, nr, [a0, a1, 0, 0, 0, 0]);
+                    let want = bpf_eval::combine(single_slices(), &data);
+                    let got = bpf_eval::combine(split.programs(), &data);
+                    assert_eq!(got, want, "{name}: nr {nr} args {a0:#x} {a1:#x}");
+                    checked += 1;
+                }
+            }
+        }
+        for nr in [0u32, 1, 11, 120, 400] {
+            let data = bpf_eval::seccomp_data(0x4000_0003, nr, [0; 6]);
+            assert_eq!(
+                bpf_eval::combine(split.programs(), &data),
+                bpf_eval::combine(single_slices(), &data),
+                "{name} i386"
+            );
+        }
+        let size = |it: &mut dyn Iterator<Item = usize>| it.sum::<usize>();
+        let split_len = size(&mut split.programs().map(|p| p.len()));
+        let single_len = size(&mut single.iter().map(|p| p.bpf.len()));
+        assert!(checked > 100_000);
+        assert!(split_len * 3 < single_len, "{name}: split {split_len} vs single {single_len} instructions");
+    }
 }
