@@ -78,6 +78,26 @@ pub enum EndReason {
     SpawnFailed,
 }
 
+/// Where one jail's time went, in milliseconds: what a jail costs, phase by
+/// phase (profile and seccomp compile, cgroup, clone to the program's
+/// execve, the program itself, and tearing the jail down).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    /// Loading the profile and compiling its seccomp filter (set by callers
+    /// that load it per run, such as ccos-jail).
+    pub profile_ms: Option<f64>,
+    /// Creating the jail's cgroup (likewise).
+    pub cgroup_ms: Option<f64>,
+    /// Planning the root and clone3, in the parent.
+    pub clone_ms: f64,
+    /// From clone3 to the program's execve: namespaces, root, privileges.
+    pub setup_ms: f64,
+    /// From execve to the jail's end.
+    pub run_ms: f64,
+    /// Reaping the jail, reading and removing its cgroup.
+    pub teardown_ms: f64,
+}
+
 /// The outcome of one jail, as `--report-json` writes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -92,6 +112,7 @@ pub struct Report {
     pub profile_hash: String,
     /// Set when the jail failed before the program's execve.
     pub error: Option<SetupFailure>,
+    pub timings: Timings,
 }
 
 impl Report {
@@ -140,6 +161,7 @@ mod tests {
             profile: "default".into(),
             profile_hash: "sha256:x".into(),
             error: None,
+            timings: Timings::default(),
         };
         assert_eq!(r.shell_exit_code(), 3);
         r.exit_code = None;

@@ -24,7 +24,7 @@ use crate::idmap::{IdRange, DEFAULT_LOCK_PATH};
 use crate::init::{self, ChildPlan};
 use crate::mount::{self, RootSpec};
 use crate::profile::Limits;
-use crate::report::{ChildMessage, EndReason, Report, SetupFailure};
+use crate::report::{ChildMessage, EndReason, Report, SetupFailure, Timings};
 use crate::spec::JailSpec;
 use crate::sys::{self, Forked};
 use crate::Error;
@@ -57,7 +57,10 @@ pub struct Jail {
     pub pid: Pid,
     pub pidfd: OwnedFd,
     status: std::fs::File,
+    /// When spawn was called, when clone3 returned, when execve happened.
+    called: Instant,
     started: Instant,
+    execed: Instant,
     time_limit: Option<Duration>,
     profile_name: String,
     profile_hash: String,
@@ -92,6 +95,7 @@ pub fn spawn_with(spec: &JailSpec, host: &HostPaths, cgroup: Option<Cgroup>) -> 
         return Err(Error::NoProgram);
     }
     ensure_single_threaded()?;
+    let called = Instant::now();
     let profile = &spec.profile;
 
     // Everything the child needs, prepared and checked before clone.
@@ -164,7 +168,9 @@ pub fn spawn_with(spec: &JailSpec, host: &HostPaths, cgroup: Option<Cgroup>) -> 
         pid,
         pidfd,
         status: std::fs::File::from(status_read),
+        called,
         started,
+        execed: started,
         time_limit: spec.limits().time_limit,
         profile_name: profile.name.clone(),
         profile_hash: profile.hash.clone(),
@@ -191,6 +197,7 @@ pub fn spawn_with(spec: &JailSpec, host: &HostPaths, cgroup: Option<Cgroup>) -> 
     if let Some(ChildMessage::SetupFailed(f)) = ChildMessage::from_bytes(&buf) {
         jail.setup_failure = Some(f);
     }
+    jail.execed = Instant::now();
     Ok(jail)
 }
 
@@ -268,6 +275,7 @@ impl Jail {
     }
 
     fn reap(mut self) -> Result<Report, Error> {
+        let ended = Instant::now();
         let (_status, usage) =
             sys::wait4(self.pid).map_err(|e| Error::os(format!("reaping jail pid {}", self.pid), e))?;
         let wall_secs = self.started.elapsed().as_secs_f64();
@@ -306,6 +314,15 @@ impl Jail {
             (None, _, Some(_)) => EndReason::Signalled,
             (None, _, None) => EndReason::Exited,
         };
+        let ms = |from: Instant, to: Instant| to.saturating_duration_since(from).as_secs_f64() * 1e3;
+        let timings = Timings {
+            profile_ms: None,
+            cgroup_ms: None,
+            clone_ms: ms(self.called, self.started),
+            setup_ms: ms(self.started, self.execed),
+            run_ms: ms(self.execed, ended),
+            teardown_ms: ms(ended, Instant::now()),
+        };
         Ok(Report {
             exit_code,
             signal,
@@ -317,6 +334,7 @@ impl Jail {
             profile: self.profile_name.clone(),
             profile_hash: self.profile_hash.clone(),
             error: self.setup_failure.take(),
+            timings,
         })
     }
 }

@@ -122,7 +122,9 @@ fn error_chain(e: &anyhow::Error) -> String {
 }
 
 fn run(args: RunArgs) -> Result<u8> {
+    let started = std::time::Instant::now();
     let profile = Arc::new(Profile::resolve(&args.profile)?);
+    let profile_ms = started.elapsed().as_secs_f64() * 1e3;
     let mut spec = JailSpec::new(profile, args.argv);
     for b in &args.bind {
         spec.binds.push(parse_bind(b)?);
@@ -168,12 +170,16 @@ fn run(args: RunArgs) -> Result<u8> {
     let signals =
         SignalFd::with_flags(&forwarded, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).context("signalfd")?;
 
+    let cgroup_started = std::time::Instant::now();
     let cgroup = jail_cgroup(&spec.limits())?;
+    let cgroup_ms = cgroup_started.elapsed().as_secs_f64() * 1e3;
     let jail = ccos_jail::spawn(&spec, Some(cgroup))?;
     if let Some(failure) = jail.setup_failure() {
         eprintln!("ccos-jail: {failure}");
     }
-    let report = jail.wait(Some(&signals))?;
+    let mut report = jail.wait(Some(&signals))?;
+    report.timings.profile_ms = Some(profile_ms);
+    report.timings.cgroup_ms = Some(cgroup_ms);
     if let Some(path) = &args.report_json {
         let json = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, json + "\n").with_context(|| format!("writing --report-json {}", path.display()))?;
