@@ -88,14 +88,24 @@ impl CompiledSeccomp {
 /// Parses and compiles a profile for x86_64 and the given kernel version
 /// (which decides `minKernel`). No cache: see [`load_bytes`].
 pub fn compile(bytes: &[u8], origin: &str, kernel: KernelVersion) -> Result<CompiledSeccomp, SeccompError> {
-    let profile: types::Profile =
+    // One parse of the text: serde would read a JSON array where an object
+    // belongs as the object's fields in order, so look at the tree first,
+    // then deserialize the tree.
+    let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| SeccompError::from_json(origin, bytes, &e))?;
-    // The text parsed above, so this second parse cannot fail.
-    let value: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
     if let Some(path) = types::array_instead_of_object(&value) {
         let path = if path.is_empty() { "(top level)".to_string() } else { path };
         return Err(SeccompError::invalid(origin, path, "expected a JSON object, found an array"));
     }
+    let profile: types::Profile = match serde::Deserialize::deserialize(&value) {
+        Ok(p) => p,
+        // Errors from the tree have no line and column; parse the text
+        // again for them (only on this error path).
+        Err(_) => {
+            let e = serde_json::from_slice::<types::Profile>(bytes).expect_err("the tree did not deserialize");
+            return Err(SeccompError::from_json(origin, bytes, &e));
+        }
+    };
     let plan = plan::plan(&profile, origin, kernel)?;
     let programs = compile::compile(&plan, origin)?;
     let flags = plan.flags;
@@ -128,9 +138,10 @@ pub fn shipped(name: &str) -> Option<&'static str> {
     }
 }
 
-/// Cache key: sha256 of the input bytes, and the kernel version that
+/// Cache key: the input bytes themselves (hashed by the map with SipHash, a
+/// tenth of sha256's cost on every load), and the kernel version that
 /// decided `minKernel`.
-type CacheKey = ([u8; 32], KernelVersion);
+type CacheKey = (Vec<u8>, KernelVersion);
 
 /// How many compiled profiles the cache keeps; past that it starts over
 /// (a supervisor uses a handful of profiles, so this only bounds abuse).
@@ -139,7 +150,7 @@ const CACHE_LIMIT: usize = 256;
 fn load_cached(bytes: &[u8], origin: &str, kernel: KernelVersion) -> Result<Arc<CompiledSeccomp>, SeccompError> {
     static CACHE: OnceLock<Mutex<HashMap<CacheKey, Arc<CompiledSeccomp>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
-    let key: CacheKey = (Sha256::digest(bytes).into(), kernel);
+    let key: CacheKey = (bytes.to_vec(), kernel);
     // A panic elsewhere while holding the lock leaves a usable map behind.
     if let Some(hit) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
         return Ok(Arc::clone(hit));

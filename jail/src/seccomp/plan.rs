@@ -77,28 +77,36 @@ impl Checker<'_> {
         let action = self.action(rule.action, errno.or(default_errno), &format!("{at}.action"))?;
 
         // Names first: every name must exist somewhere, applied rule or not.
-        let named: Vec<(String, &String)> = match (&rule.names, &rule.name) {
+        // (position in `names`, name); the JSON path of a name is only
+        // formatted when it is needed (an error, a name passed over): a
+        // profile has hundreds of names and this runs on every load.
+        let named: Vec<(usize, &String)> = match (&rule.names, &rule.name) {
             (Some(_), Some(_)) => return Err(self.err(format!("{at}.name"), "give `names` or `name`, not both")),
             (None, None) => return Err(self.err(&at, "the rule names no syscall: give `names`")),
             (Some(list), None) if list.is_empty() => return Err(self.err(format!("{at}.names"), "empty list")),
-            (Some(list), None) => list.iter().enumerate().map(|(j, n)| (format!("{at}.names[{j}]"), n)).collect(),
-            (None, Some(n)) => vec![(format!("{at}.name"), n)],
+            (Some(list), None) => list.iter().enumerate().collect(),
+            (None, Some(n)) => vec![(0, n)],
         };
+        let path_of = |j: usize| if rule.names.is_some() { format!("{at}.names[{j}]") } else { format!("{at}.name") };
         let mut syscalls: Vec<Syscall> = Vec::new();
-        let mut syscall_paths: Vec<String> = Vec::new();
+        let mut syscall_positions: Vec<usize> = Vec::new();
         let mut passed: Vec<PassedName> = Vec::new();
-        for (path, name) in named {
+        for (j, name) in named {
             match names::lookup(name) {
                 Lookup::X86_64(nr) => {
                     plan.highest_nr = plan.highest_nr.max(Some(nr));
                     syscalls.push(Syscall { name: name.clone(), nr });
-                    syscall_paths.push(path);
+                    syscall_positions.push(j);
                 }
-                Lookup::OtherArch(arches) => passed.push(PassedName { path, name: name.clone(), arch: Some(arches) }),
-                Lookup::Unknown if rule.optional => passed.push(PassedName { path, name: name.clone(), arch: None }),
+                Lookup::OtherArch(arches) => {
+                    passed.push(PassedName { path: path_of(j), name: name.clone(), arch: Some(arches) })
+                }
+                Lookup::Unknown if rule.optional => {
+                    passed.push(PassedName { path: path_of(j), name: name.clone(), arch: None })
+                }
                 Lookup::Unknown => {
                     return Err(self.err(
-                        path,
+                        path_of(j),
                         format!(
                             "unknown syscall `{name}`: no architecture we know has it \
                              (set \"optional\": true on the rule to skip names this host does not know)"
@@ -121,7 +129,7 @@ impl Checker<'_> {
         if skip.is_none() && action.refuses() {
             if let Some(j) = syscalls.iter().position(|s| s.name == "seccomp") {
                 return Err(self.err(
-                    syscall_paths.get(j).cloned().unwrap_or(at),
+                    syscall_positions.get(j).map(|&j| path_of(j)).unwrap_or_else(|| at.clone()),
                     "a rule that refuses seccomp itself is not supported: the jail installs its filters \
                      one after the other, and such a rule would block the next one; leave seccomp out of \
                      the allowed syscalls instead (the default action then applies to it)",
