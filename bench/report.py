@@ -58,6 +58,29 @@ def load(work):
     return rows, meta
 
 
+def phases(work):
+    """Median ms of each phase of ccos-jail's --report-json timings."""
+    folder = os.path.join(work, "phases")
+    if not os.path.isdir(folder):
+        return []
+    runs = []
+    for name in os.listdir(folder):
+        with open(os.path.join(folder, name)) as fh:
+            runs.append(json.load(fh)["timings"])
+    if not runs:
+        return []
+    keys = ["profile_ms", "cgroup_ms", "clone_ms", "setup_ms", "run_ms", "teardown_ms"]
+    what = {
+        "profile_ms": "load the profile, compile its seccomp filter",
+        "cgroup_ms": "create the jail's cgroup (and clear stale ones)",
+        "clone_ms": "plan the root, clone3 into new namespaces",
+        "setup_ms": "clone3 to the program's execve: root, privileges, seccomp install",
+        "run_ms": "/bin/true itself, and the jail's namespaces going away",
+        "teardown_ms": "reap, read and remove the cgroup",
+    }
+    return [(k[:-3], statistics.median(r[k] for r in runs if r.get(k) is not None), what[k], len(runs)) for k in keys]
+
+
 def ratio(a, b):
     return f"{a / b:.2f}x" if b > 0 else "n/a"
 
@@ -100,6 +123,13 @@ def main():
         print("no ccos-jail row: no ratios")
     print()
 
+    breakdown = phases(work)
+    if breakdown:
+        print(f"where ccos-jail's time goes (median of {breakdown[0][3]} runs, from --report-json):")
+        for name, ms, what, _ in breakdown:
+            print(f"  {name:<9} {ms:6.2f} ms  {what}")
+        print()
+
     # Markdown snippet.
     v = meta.get("versions", {})
     md = []
@@ -133,6 +163,15 @@ def main():
         if n in WHAT:
             md.append(f"- `{n}`: {WHAT[n]}")
     md.append("")
+    if breakdown:
+        md.append(f"Where ccos-jail's time goes (median of {breakdown[0][3]} runs, from `--report-json` timings; "
+                  "the process start of ccos-jail itself is not in any phase):")
+        md.append("")
+        md.append("| phase | median ms | what |")
+        md.append("|---|---:|---|")
+        for name, ms, what, _ in breakdown:
+            md.append(f"| {name} | {ms:.2f} | {what} |")
+        md.append("")
     out = os.path.join(work, "spawn.md")
     with open(out, "w") as fh:
         fh.write("\n".join(md))

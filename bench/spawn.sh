@@ -305,11 +305,25 @@ log "hyperfine: $RUNS runs, $WARMUP warmup, no shell (-N)"
 hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --time-unit millisecond \
     --export-json "$WORK/spawn.json" "${cmds[@]}"
 
+# --- Where ccos-jail's time goes --------------------------------------------
+# Each run's --report-json carries its phases (profile and seccomp compile,
+# cgroup, clone, set-up to execve, run, teardown); report.py prints medians.
+rm -rf "$WORK/phases"
+if [[ -n $CCOS_JAIL ]]; then
+    mkdir -p "$WORK/phases"
+    log "ccos-jail phases: 200 runs with --report-json"
+    for i in $(seq 200); do
+        "$CCOS_JAIL" run --report-json "$WORK/phases/$i.json" -- /bin/true
+    done
+fi
+
 # --- Leftovers -------------------------------------------------------------
 leftover=$(shopt -s nullglob; echo /run/crun/ccos-bench*)
 [[ -z $leftover ]] || die "crun state left in /run/crun: $leftover"
 cg_after=$(find /sys/fs/cgroup -mindepth 1 -maxdepth 4 -type d 2>/dev/null | sort)
-cg_new=$(comm -13 <(echo "$cg_before") <(echo "$cg_after") | grep -v '^/sys/fs/cgroup/unified/' || true)
+# ccos-jail's parent folders (<hierarchy>/ccos) stay, like systemd's slices;
+# a run's own group (ccos/jail-<pid>) must not.
+cg_new=$(comm -13 <(echo "$cg_before") <(echo "$cg_after") | grep -v '^/sys/fs/cgroup/unified/' | grep -v '/ccos$' || true)
 [[ -z $cg_new ]] || log "WARNING: cgroups left behind: $cg_new"
 
 busy=$(busy_pct)
