@@ -17,13 +17,13 @@ pub struct Check {
 
 /// Runs every check, the last one a real jail of `/bin/true` with the
 /// default profile. Must run in a single-threaded process (it spawns).
-pub fn run_checks() -> Vec<Check> {
+pub fn run_checks(cgroups: &CgroupConfig) -> Vec<Check> {
     let mut checks = vec![kernel(), user_namespaces(), syscall_present("clone3", sys::probe_clone3(), true)];
     checks.push(syscall_present("pidfd", sys::probe_pidfd(), true));
     checks.push(syscall_present("mount_setattr", sys::probe_mount_setattr(), true));
     checks.push(seccomp_actions());
     checks.push(landlock());
-    checks.push(cgroups());
+    checks.push(cgroup_check(cgroups));
     checks.push(trial_jail());
     checks
 }
@@ -92,8 +92,8 @@ fn landlock() -> Check {
     Check { name: "landlock", ok: true, required: false, detail }
 }
 
-fn cgroups() -> Check {
-    let host = HostCgroups::check(&CgroupConfig::default());
+fn cgroup_check(config: &CgroupConfig) -> Check {
+    let host = HostCgroups::check(config);
     Check { name: "cgroups", ok: host.ok(), required: true, detail: host.to_string().trim_end().to_string() }
 }
 

@@ -110,11 +110,11 @@ fn a_killed_ccos_jail_leaves_a_group_the_next_run_removes() {
 }
 
 #[test]
-fn no_group_is_left_after_runs() {
+fn no_group_is_left_after_100_runs() {
     if !require_root() {
         return;
     }
-    for _ in 0..20 {
+    for _ in 0..100 {
         let out = run_jail(&["--memory", "64M", "--pids", "8", "--", "/bin/true"]);
         assert!(out.status.success(), "{}", stderr(&out));
     }
@@ -128,4 +128,44 @@ fn no_group_is_left_after_runs() {
         })
         .collect();
     assert!(wait_for(2.0, || dead.iter().all(|g| !std::path::Path::new(g).exists())), "left behind: {dead:?}");
+}
+
+#[test]
+fn the_cgroup_root_can_be_chosen() {
+    if !require_root() {
+        return;
+    }
+    let root = format!("ccos-test-{}", std::process::id());
+    let arg = format!("{}.{:06}", 610, std::process::id());
+    let mut child = std::process::Command::new(JAIL)
+        .args(["run", "--cgroup-root", &root, "--", "/bin/sleep", &arg])
+        .spawn()
+        .unwrap();
+    let group = format!("jail-{}", child.id());
+    let candidates = [format!("/sys/fs/cgroup/pids/{root}/{group}"), format!("/sys/fs/cgroup/{root}/{group}")];
+    let found = wait_for(5.0, || candidates.iter().any(|c| std::path::Path::new(c).is_dir()));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Leave the host as we found it: the groups, then the chosen roots.
+    let _ = std::process::Command::new(JAIL).args(["run", "--cgroup-root", &root, "--", "/bin/true"]).status();
+    for hierarchy in ["", "pids/", "memory/", "cpu/", "cpuacct/", "freezer/"] {
+        let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{hierarchy}{root}"));
+    }
+    assert!(found, "no group under the chosen root: {candidates:?}");
+}
+
+#[test]
+fn doctor_passes_here_and_fails_closed() {
+    if !require_root() {
+        return;
+    }
+    let out = std::process::Command::new(JAIL).arg("doctor").output().unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    for line in ["user namespaces", "clone3", "seccomp filters", "cgroups", "a real jail"] {
+        assert!(text.lines().any(|l| l.starts_with("ok") && l.contains(line)), "{line}: {text}");
+    }
+    let out = std::process::Command::new(JAIL).args(["doctor", "--cgroup-root", "/nonexistent-ccos"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).lines().any(|l| l.starts_with("FAIL") && l.contains("cgroups")), "{}", stdout(&out));
 }

@@ -45,7 +45,26 @@ enum Command {
         profile: String,
     },
     /// Say what this kernel and host allow, and exit non-zero where a jail cannot be made safely.
-    Doctor,
+    Doctor {
+        #[command(flatten)]
+        cgroups: CgroupArgs,
+    },
+}
+
+/// Where jails' cgroups go.
+#[derive(clap::Args)]
+struct CgroupArgs {
+    /// The cgroup that holds the jails' groups when the process has no
+    /// delegated subtree: on v2 a path in the cgroup2 mount (default
+    /// /sys/fs/cgroup/ccos), on v1 a path relative to each hierarchy (default ccos).
+    #[arg(long, value_name = "PATH")]
+    cgroup_root: Option<PathBuf>,
+}
+
+impl CgroupArgs {
+    fn config(&self) -> CgroupConfig {
+        CgroupConfig { root: self.cgroup_root.clone(), ..CgroupConfig::default() }
+    }
 }
 
 #[derive(clap::Args)]
@@ -83,6 +102,8 @@ struct RunArgs {
     /// Write the outcome as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     report_json: Option<PathBuf>,
+    #[command(flatten)]
+    cgroups: CgroupArgs,
     /// The program and its arguments.
     #[arg(last = true, required = true, value_name = "PROGRAM ARGS")]
     argv: Vec<String>,
@@ -93,7 +114,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(*args),
         Command::CheckProfile { profile } => check_profile(&profile).map(|()| 0),
-        Command::Doctor => Ok(doctor()),
+        Command::Doctor { cgroups } => Ok(doctor(&cgroups.config())),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -171,7 +192,7 @@ fn run(args: RunArgs) -> Result<u8> {
         SignalFd::with_flags(&forwarded, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).context("signalfd")?;
 
     let cgroup_started = std::time::Instant::now();
-    let cgroup = jail_cgroup(&spec.limits())?;
+    let cgroup = jail_cgroup(&args.cgroups.config(), &spec.limits())?;
     let cgroup_ms = cgroup_started.elapsed().as_secs_f64() * 1e3;
     let jail = ccos_jail::spawn(&spec, Some(cgroup))?;
     if let Some(failure) = jail.setup_failure() {
@@ -189,8 +210,8 @@ fn run(args: RunArgs) -> Result<u8> {
 
 /// The jail's own cgroup, `jail-<our pid>`, after removing the empty groups
 /// of ccos-jail processes that died without cleaning up (SIGKILL).
-fn jail_cgroup(limits: &Limits) -> Result<Cgroup> {
-    let detection = cgroup::detect(&CgroupConfig::default())?;
+fn jail_cgroup(config: &CgroupConfig, limits: &Limits) -> Result<Cgroup> {
+    let detection = cgroup::detect(config)?;
     let cgroups = Cgroups::open(&detection)?;
     let owner_is_dead = |name: &str| {
         name.strip_prefix(CGROUP_PREFIX)
@@ -261,8 +282,8 @@ fn check_profile(name_or_path: &str) -> Result<()> {
 }
 
 /// Prints every check; exits 1 when a required one failed.
-fn doctor() -> u8 {
-    let checks = ccos_jail::doctor::run_checks();
+fn doctor(cgroups: &CgroupConfig) -> u8 {
+    let checks = ccos_jail::doctor::run_checks(cgroups);
     for c in &checks {
         let mark = match (c.ok, c.required) {
             (true, _) => "ok  ",
