@@ -44,7 +44,10 @@ mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
 mkdir -p /dev/pts /dev/shm
 mount -t devpts -o nosuid,noexec,gid=5,mode=620,ptmxmode=000 devpts /dev/pts
 mount -t tmpfs -o nosuid,nodev,mode=1777 shm /dev/shm
-mount -t tmpfs -o nosuid,nodev,mode=1777 tmp /tmp
+# The root is already a tmpfs: /tmp needs no mount of its own, and one would
+# hide the test binaries when the repository itself lives under /tmp (they
+# sit at their host paths, which the tests have compiled in).
+mkdir -p /tmp && chmod 1777 /tmp
 mount -t tmpfs -o nosuid,nodev,mode=0755 run /run
 # The options systemd uses, so the guest looks like production.
 mount -t cgroup2 -o nsdelegate,memory_recursiveprot cgroup2 /sys/fs/cgroup 2>/dev/null ||
