@@ -31,11 +31,8 @@ fn a_signal_gives_128_plus_the_signal_and_a_report() {
     if !require_root() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let report = report_path(dir.path());
-    let out = run_jail(&["--report-json", report.to_str().unwrap(), "--", PROBE_IN_JAIL, "signal", "15"]);
+    let (out, r) = run_with_report(&["--", PROBE_IN_JAIL, "signal", "15"]);
     assert_eq!(out.status.code(), Some(128 + 15), "{}", stderr(&out));
-    let r = read_report(&report);
     assert_eq!(r["signal"], 15);
     assert_eq!(r["exit_code"], serde_json::Value::Null);
     assert_eq!(r["reason"], "signalled");
@@ -199,11 +196,8 @@ fn a_setup_failure_is_reported_in_json() {
     if !require_root() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let report = report_path(dir.path());
-    let out = run_jail(&["--report-json", report.to_str().unwrap(), "--", "no-such-program-ccos"]);
+    let (out, r) = run_with_report(&["--", "no-such-program-ccos"]);
     assert_eq!(out.status.code(), Some(127));
-    let r = read_report(&report);
     assert_eq!(r["reason"], "spawn_failed");
     assert_eq!(r["error"]["step"], "find_program");
     assert_eq!(r["error"]["exit_code"], 127);
@@ -214,28 +208,16 @@ fn the_time_limit_kills_the_whole_jail() {
     if !require_root() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let report = report_path(dir.path());
     let started = std::time::Instant::now();
-    let out = run_jail(&[
-        "--time-limit",
-        "500ms",
-        "--report-json",
-        report.to_str().unwrap(),
-        "--",
-        PROBE_IN_JAIL,
-        "daemonize",
-        "30",
-    ]);
+    let out = run_jail(&["--time-limit", "500ms", "--", PROBE_IN_JAIL, "daemonize", "30"]);
     // The program exits at once and leaves a double-forked grandchild
     // behind; init ends the jail when the program ends, so ccos-jail
     // returns at once rather than waiting out the grandchild.
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(started.elapsed().as_secs_f64() < 5.0);
 
-    let out = run_jail(&["--time-limit", "300ms", "--report-json", report.to_str().unwrap(), "--", "/bin/sleep", "30"]);
+    let (out, r) = run_with_report(&["--time-limit", "300ms", "--", "/bin/sleep", "30"]);
     assert_eq!(out.status.code(), Some(128 + 9));
-    let r = read_report(&report);
     assert_eq!(r["reason"], "time_limit");
     assert!(r["wall_secs"].as_f64().unwrap() < 5.0, "{r}");
 }

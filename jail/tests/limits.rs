@@ -11,16 +11,6 @@ fn slow() -> bool {
     std::env::var("CCOS_TEST_SLOW").is_ok_and(|v| v == "1")
 }
 
-fn run_with_report(args: &[&str]) -> (std::process::Output, serde_json::Value) {
-    let dir = tempfile::tempdir().unwrap();
-    let report = report_path(dir.path());
-    let mut all = vec!["--report-json", report.to_str().unwrap()];
-    all.extend_from_slice(args);
-    let out = run_jail(&all);
-    let r = read_report(&report);
-    (out, r)
-}
-
 #[test]
 fn a_memory_hog_ends_with_oom() {
     if !require_root() {

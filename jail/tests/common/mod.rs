@@ -44,9 +44,20 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// A unique temporary file path for `--report-json`.
+/// A report file path in `dir`, for `--report-json`.
 pub fn report_path(dir: &Path) -> PathBuf {
     dir.join("report.json")
+}
+
+/// `ccos-jail run --report-json F ARGS...`: the output and the report.
+pub fn run_with_report(args: &[&str]) -> (Output, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let report = report_path(dir.path());
+    let mut all = vec!["--report-json", report.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let out = run_jail(&all);
+    let r = read_report(&report);
+    (out, r)
 }
 
 pub fn read_report(path: &Path) -> serde_json::Value {
