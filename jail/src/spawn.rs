@@ -271,10 +271,14 @@ impl Jail {
                 break;
             }
         }
-        self.reap()
+        self.collect()
     }
 
-    fn reap(mut self) -> Result<Report, Error> {
+    /// Reaps the jail and reports how it ended. Blocks until the jail's init
+    /// has exited: call it once the pidfd is readable (a caller that polls
+    /// many jails, like the supervisor's spawner, uses this instead of
+    /// [`Jail::wait`]).
+    pub fn collect(mut self) -> Result<Report, Error> {
         let ended = Instant::now();
         let (_status, usage) =
             sys::wait4(self.pid).map_err(|e| Error::os(format!("reaping jail pid {}", self.pid), e))?;
