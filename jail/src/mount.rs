@@ -321,6 +321,14 @@ fn apply(op: &MountOp) -> Result<(), SetupFailure> {
             // (host paths, --env values) is none of the program's business.
             mount(Some("proc"), &target, Some("proc"), flags, Some("hidepid=invisible"))
                 .map_err(|e| fail("mount", format!("mounting proc on {}", dst.display()), e))?;
+            // No user namespaces below the jail's, whatever its seccomp
+            // profile allows (Podman's allows them): new namespaces are
+            // where most kernel attack surface opens up to an unprivileged
+            // process. The limit is per user namespace, so this changes the
+            // jail's alone; it must be written before /proc/sys is made
+            // read-only. Creating one then fails with ENOSPC.
+            let limit = target.join("sys/user/max_user_namespaces");
+            std::fs::write(&limit, b"0").map_err(|e| fail("mount", format!("writing 0 to {}", limit.display()), e))?;
         }
         MountOp::Devpts { dst } => {
             let target = in_new_root(dst);
