@@ -1,0 +1,15 @@
+//! ccos-supervisor: runs each AI agent in a jail (crate `ccos-jail`) and
+//! governs it: the run lifecycle, budgets, and a hash-chained audit log,
+//! over a Unix-socket HTTP API. See ../shared/DESIGN.md and API.md.
+//!
+//! Modules so far (the foundation of the daemon):
+//! - [`model`]: the API's data types (runs, budgets, usage, messages, audit
+//!   events), exactly as API.md names them;
+//! - [`lifecycle`]: the run state machine, written down in one place;
+//! - [`audit`]: the hash chain (canonical JSON, sha256, verification);
+//! - [`store`]: the only module with SQL: SQLite with versioned migrations.
+
+pub mod audit;
+pub mod lifecycle;
+pub mod model;
+pub mod store;
