@@ -7,9 +7,12 @@
 //!   events), exactly as API.md names them;
 //! - [`lifecycle`]: the run state machine, written down in one place;
 //! - [`audit`]: the hash chain (canonical JSON, sha256, verification);
-//! - [`store`]: the only module with SQL: SQLite with versioned migrations.
+//! - [`store`]: the only module with SQL: SQLite with versioned migrations;
+//! - [`spawner`]: the single-threaded process, forked before the async
+//!   runtime, that makes jails and hands back pidfds.
 
 pub mod audit;
 pub mod lifecycle;
 pub mod model;
+pub mod spawner;
 pub mod store;
