@@ -9,9 +9,13 @@
 //! - [`audit`]: the hash chain (canonical JSON, sha256, verification);
 //! - [`store`]: the only module with SQL: SQLite with versioned migrations;
 //! - [`spawner`]: the single-threaded process, forked before the async
-//!   runtime, that makes jails and hands back pidfds.
+//!   runtime, that makes jails and hands back pidfds;
+//! - [`daemon`]: the run manager, wiring the store, the spawner and the API;
+//! - [`api`]: the admin API (hyper over the Unix socket).
 
+pub mod api;
 pub mod audit;
+pub mod daemon;
 pub mod lifecycle;
 pub mod model;
 pub mod spawner;

@@ -1,0 +1,207 @@
+//! The admin API: HTTP/1.1 (hyper) over the Unix socket, one task per
+//! connection. Each connection's peer is checked once (SO_PEERCRED): root
+//! and members of group `ccos` are served, anyone else gets 403 `forbidden`
+//! on every request. Routes are API.md's table; an unknown path is 404
+//! `not_found`, a known path with another method 405 `method_not_allowed`.
+
+mod audit;
+pub mod body;
+pub mod error;
+mod runs;
+mod sessions;
+mod system;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use tokio::net::{UnixListener, UnixStream};
+
+use self::body::Response;
+use self::error::ApiError;
+use crate::daemon::Daemon;
+use crate::model::Actor;
+
+pub use system::API_VERSION;
+
+/// The group whose members may use the admin API (besides root).
+pub const ADMIN_GROUP: &str = "ccos";
+/// A client must send its request head within this long.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: i32,
+    pub allowed: bool,
+}
+
+/// The peer's credentials and whether it may use the API: uid 0, or group
+/// `ccos` as its primary group or one of its supplementary groups (read
+/// from /proc/<pid>/status, as the kernel has them now).
+pub fn peer_of(stream: &std::os::unix::net::UnixStream) -> std::io::Result<Peer> {
+    let cred = getsockopt(stream, PeerCredentials)?;
+    let (uid, gid, pid) = (cred.uid(), cred.gid(), cred.pid());
+    let allowed = uid == 0 || admin_gid().is_some_and(|ccos| gid == ccos || supplementary_groups(pid).contains(&ccos));
+    Ok(Peer { uid, gid, pid, allowed })
+}
+
+fn admin_gid() -> Option<u32> {
+    nix::unistd::Group::from_name(ADMIN_GROUP).ok().flatten().map(|g| g.gid.as_raw())
+}
+
+fn supplementary_groups(pid: i32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Groups:"))
+                .map(|g| g.split_whitespace().filter_map(|n| n.parse().ok()).collect())
+        })
+        .unwrap_or_default()
+}
+
+/// Accepts connections until `shutdown` resolves; each is served by its
+/// own task. Connections in flight are left to finish on their own.
+pub async fn serve(listener: UnixListener, daemon: Arc<Daemon>, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    eprintln!("ccos-supervisor: accept: {e}");
+                    // EMFILE and friends: do not spin.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let daemon = daemon.clone();
+        tokio::spawn(async move {
+            // Group lookups may go through NSS (files, sssd, LDAP): off the
+            // runtime's threads.
+            let std_stream = match stream.into_std() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("ccos-supervisor: accept: {e}");
+                    return;
+                }
+            };
+            let checked =
+                tokio::task::spawn_blocking(move || peer_of(&std_stream).map(|peer| (peer, std_stream))).await;
+            let (peer, stream) = match checked {
+                Ok(Ok((peer, std_stream))) => match UnixStream::from_std(std_stream) {
+                    Ok(stream) => (peer, stream),
+                    Err(e) => {
+                        eprintln!("ccos-supervisor: accept: {e}");
+                        return;
+                    }
+                },
+                Ok(Err(e)) => {
+                    eprintln!("ccos-supervisor: SO_PEERCRED: {e}");
+                    return;
+                }
+                Err(e) => {
+                    eprintln!("ccos-supervisor: SO_PEERCRED: {e}");
+                    return;
+                }
+            };
+            let service = service_fn(move |request| {
+                let daemon = daemon.clone();
+                async move { Ok::<_, Infallible>(handle(&daemon, peer, request).await) }
+            });
+            let served = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            if let Err(e) = served {
+                if !e.is_incomplete_message() && !e.is_timeout() {
+                    eprintln!("ccos-supervisor: connection from uid {}: {e}", peer.uid);
+                }
+            }
+        });
+    }
+}
+
+async fn handle(daemon: &Arc<Daemon>, peer: Peer, request: Request<Incoming>) -> Response {
+    if !peer.allowed {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("uid {} may not use the admin API: it is for root and group `{ADMIN_GROUP}`", peer.uid),
+        )
+        .into_response();
+    }
+    let actor = Actor::Admin { uid: peer.uid };
+    match route(daemon, request, actor).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn method_not_allowed(allowed: &'static str) -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("this path accepts {allowed}"))
+        .with("allow", allowed)
+}
+
+async fn route(daemon: &Arc<Daemon>, request: Request<Incoming>, actor: Actor) -> Result<Response, ApiError> {
+    let path = request.uri().path().to_owned();
+    let query = request.uri().query().map(str::to_owned);
+    let query = query.as_deref();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let method = request.method().clone();
+    let get = method == Method::GET || method == Method::HEAD;
+    let post = method == Method::POST;
+    let result = match segments.as_slice() {
+        ["_ping"] if get => Ok(system::ping()),
+        ["_ping"] => Err(method_not_allowed("GET")),
+        ["v1", "info"] if get => Ok(system::info(daemon)),
+        ["v1", "info"] => Err(method_not_allowed("GET")),
+        ["v1", "runs"] if get => runs::list(daemon, query).await,
+        ["v1", "runs"] if post => runs::create(daemon, request, actor).await,
+        ["v1", "runs"] => Err(method_not_allowed("GET, POST")),
+        ["v1", "runs", id] if !id.is_empty() && get => runs::get(daemon, id, query).await,
+        ["v1", "runs", id] if !id.is_empty() => Err(method_not_allowed("GET")),
+        ["v1", "runs", id, "cancel"] if post => runs::cancel(daemon, id, request, actor).await,
+        ["v1", "runs", _, "cancel"] => Err(method_not_allowed("POST")),
+        ["v1", "runs", id, "transition"] if post => runs::transition(daemon, id, request, actor).await,
+        ["v1", "runs", _, "transition"] => Err(method_not_allowed("POST")),
+        ["v1", "runs", id, "logs"] if get => runs::logs(daemon, id, query).await,
+        ["v1", "runs", _, "logs"] => Err(method_not_allowed("GET")),
+        ["v1", "runs", id, "wait"] if get => runs::wait(daemon, id, query).await,
+        ["v1", "runs", _, "wait"] => Err(method_not_allowed("GET")),
+        ["v1", "sessions", id, "messages"] if get => sessions::list_messages(daemon, id, query).await,
+        ["v1", "sessions", id, "messages"] if post => sessions::post_message(daemon, id, request, actor).await,
+        ["v1", "sessions", _, "messages"] => Err(method_not_allowed("GET, POST")),
+        ["v1", "audit"] if get => audit::list(daemon, query).await,
+        ["v1", "audit"] => Err(method_not_allowed("GET")),
+        ["v1", "audit", "verify"] if get => audit::verify(daemon).await,
+        ["v1", "audit", "verify"] => Err(method_not_allowed("GET")),
+        _ => Err(ApiError::not_found(format!("no such path: {path}")).with("path", path.as_str())),
+    };
+    match result {
+        Err(mut e) if e.status == StatusCode::METHOD_NOT_ALLOWED => {
+            let allow = e.extra.remove("allow");
+            let mut response = e.into_response();
+            if let Some(allow) = allow.as_ref().and_then(|a| a.as_str()).and_then(|a| HeaderValue::from_str(a).ok()) {
+                response.headers_mut().insert(ALLOW, allow);
+            }
+            Ok(response)
+        }
+        other => other,
+    }
+}

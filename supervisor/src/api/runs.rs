@@ -1,0 +1,147 @@
+//! `/v1/runs` and `/v1/runs/{id}/...`: create, list, get, cancel,
+//! transition, logs, wait.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::body::{json_response, number_param, param, parse_json, query_params, read_body, text_response, Response};
+use super::error::ApiError;
+use crate::daemon::Daemon;
+use crate::lifecycle::RunState;
+use crate::model::{Actor, BudgetPatch, CreateRunRequest};
+use crate::store::{RunFilter, Transitioned, DEFAULT_LIMIT};
+
+/// `wait` answers at the latest after this long, whatever it is asked.
+pub const MAX_WAIT_SECS: u64 = 3600;
+/// `wait` without `timeout_secs`.
+pub const DEFAULT_WAIT_SECS: u64 = 30;
+
+pub async fn create(daemon: &Arc<Daemon>, request: Request<Incoming>, actor: Actor) -> Result<Response, ApiError> {
+    let body: CreateRunRequest = parse_json(&read_body(request).await?)?;
+    let run = daemon.create_run(body, actor).await?;
+    Ok(json_response(StatusCode::CREATED, &run))
+}
+
+pub async fn list(daemon: &Arc<Daemon>, query: Option<&str>) -> Result<Response, ApiError> {
+    let params = query_params(query, &["session_id", "state", "limit"])?;
+    let state = param(&params, "state")
+        .map(|s| s.parse::<RunState>().map_err(|e| ApiError::bad_field("state", e.to_string())))
+        .transpose()?;
+    let filter = RunFilter {
+        session_id: param(&params, "session_id").map(str::to_owned),
+        state,
+        limit: number_param(&params, "limit")?.unwrap_or(DEFAULT_LIMIT),
+    };
+    let runs = daemon.db(move |store| store.list_runs(&filter)).await?;
+    Ok(json_response(StatusCode::OK, &json!({ "runs": runs })))
+}
+
+pub async fn get(daemon: &Arc<Daemon>, run_id: &str, query: Option<&str>) -> Result<Response, ApiError> {
+    query_params(query, &[])?;
+    let id = run_id.to_owned();
+    let run = daemon.db(move |store| store.get_run(&id)).await?;
+    Ok(json_response(StatusCode::OK, &run))
+}
+
+fn transitioned(moved: &Transitioned) -> Response {
+    json_response(
+        StatusCode::OK,
+        &json!({"run_id": moved.run.id, "previous_state": moved.previous_state, "state": moved.run.state}),
+    )
+}
+
+/// No body needed; one that is sent is read (and capped) but ignored.
+pub async fn cancel(
+    daemon: &Arc<Daemon>,
+    run_id: &str,
+    request: Request<Incoming>,
+    actor: Actor,
+) -> Result<Response, ApiError> {
+    read_body(request).await?;
+    let moved = daemon.cancel(run_id.to_owned(), actor).await?;
+    Ok(transitioned(&moved))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransitionRequest {
+    state: String,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    budget: Option<BudgetPatch>,
+}
+
+pub async fn transition(
+    daemon: &Arc<Daemon>,
+    run_id: &str,
+    request: Request<Incoming>,
+    actor: Actor,
+) -> Result<Response, ApiError> {
+    let body: TransitionRequest = parse_json(&read_body(request).await?)?;
+    let to = body.state.parse::<RunState>().map_err(|e| ApiError::bad_field("state", e.to_string()))?;
+    let moved = daemon.transition(run_id.to_owned(), to, body.reason, body.budget, actor).await?;
+    Ok(transitioned(&moved))
+}
+
+pub async fn logs(daemon: &Arc<Daemon>, run_id: &str, query: Option<&str>) -> Result<Response, ApiError> {
+    let params = query_params(query, &["stream", "follow"])?;
+    let stream = match param(&params, "stream").unwrap_or("stdout") {
+        s @ ("stdout" | "stderr") => s,
+        other => {
+            return Err(ApiError::bad_field("stream", format!("`stream` must be stdout or stderr, got {other:?}")))
+        }
+    };
+    match param(&params, "follow").unwrap_or("false") {
+        "false" | "0" => {}
+        "true" | "1" => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "not_implemented",
+                "follow=true is not implemented yet; poll without it",
+            )
+            .with("field", "follow"))
+        }
+        other => return Err(ApiError::bad_field("follow", format!("`follow` must be true or false, got {other:?}"))),
+    }
+    let id = run_id.to_owned();
+    daemon.db(move |store| store.get_run(&id)).await?;
+    let path = daemon.log_path(run_id, stream);
+    let bytes = match tokio::fs::read(&path).await {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                format!("reading {}: {e}", path.display()),
+            ))
+        }
+    };
+    Ok(text_response(StatusCode::OK, bytes))
+}
+
+/// Answers the run once it is terminal, or as it is at the timeout.
+pub async fn wait(daemon: &Arc<Daemon>, run_id: &str, query: Option<&str>) -> Result<Response, ApiError> {
+    let params = query_params(query, &["timeout_secs"])?;
+    let secs = number_param::<u64>(&params, "timeout_secs")?.unwrap_or(DEFAULT_WAIT_SECS).min(MAX_WAIT_SECS);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let mut changes = daemon.subscribe();
+    loop {
+        changes.borrow_and_update();
+        let id = run_id.to_owned();
+        let run = daemon.db(move |store| store.get_run(&id)).await?;
+        if run.state.is_terminal() {
+            return Ok(json_response(StatusCode::OK, &run));
+        }
+        match tokio::time::timeout_at(deadline, changes.changed()).await {
+            Ok(Ok(())) => continue,
+            Ok(Err(_)) | Err(_) => return Ok(json_response(StatusCode::OK, &run)),
+        }
+    }
+}

@@ -1,0 +1,491 @@
+//! The run manager: the wiring between the store (what a run is), the
+//! spawner (its jail) and the API (who asks). Every change goes to the store
+//! first, in one transaction with its audit event; the jail follows:
+//!
+//! - a run that becomes `active` is spawned (argv, profile and the budget's
+//!   kernel limits; stdout and stderr to `<state-dir>/runs/<run_id>/`);
+//! - paused -> frozen, back to `active` -> thawed, terminal -> killed;
+//! - the spawner's `Exited` -> [`Store::record_exit`], then the session's
+//!   next queued run starts.
+//!
+//! The store is synchronous (rusqlite): every call goes through
+//! [`Daemon::db`], on tokio's blocking pool. Waiters (`GET .../wait`) watch
+//! one change counter, bumped after every state change.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ccos_jail::{EndReason, Report};
+use tokio::sync::watch;
+
+use crate::audit::{types, NewAuditEvent};
+use crate::lifecycle::RunState;
+use crate::model::{
+    Actor, AgentSpec, BudgetPatch, CreateRunRequest, ExitReason, Message, Run, RunDefaults, RunExit, Usage,
+};
+use crate::spawner::{RunLimits, SpawnRequest, SpawnerClient, SpawnerEvent, SpawnerEvents};
+use crate::store::{Ingested, RunFilter, Store, StoreError, Transitioned, MAX_LIMIT};
+
+/// The `state_reason` of runs found live by a restarted supervisor.
+pub const SUPERVISOR_RESTARTED: &str = "supervisor_restarted";
+/// The `state_reason` of runs cancelled because the supervisor stopped.
+pub const SUPERVISOR_SHUTDOWN: &str = "supervisor_shutdown";
+/// How long shutdown waits for cancelled jails to report their end.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// What the daemon was started with.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+    pub default_agent: String,
+}
+
+/// A failure of the run manager: a store refusal (with its API code), or
+/// something the store never saw (the blocking pool went away).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub struct Daemon {
+    store: Arc<Store>,
+    spawner: SpawnerClient,
+    state_dir: PathBuf,
+    defaults: RunDefaults,
+    cgroup_version: u8,
+    changes: watch::Sender<u64>,
+    shutting_down: AtomicBool,
+}
+
+impl Daemon {
+    pub fn new(store: Store, spawner: SpawnerClient, config: &DaemonConfig, cgroup_version: u8) -> Arc<Daemon> {
+        let defaults = RunDefaults {
+            agent: AgentSpec { argv: vec![config.default_agent.clone()], ..AgentSpec::default() },
+            ..RunDefaults::default()
+        };
+        Arc::new(Daemon {
+            store: Arc::new(store),
+            spawner,
+            state_dir: config.state_dir.clone(),
+            defaults,
+            cgroup_version,
+            changes: watch::channel(0).0,
+            shutting_down: AtomicBool::new(false),
+        })
+    }
+
+    pub fn cgroup_version(&self) -> u8 {
+        self.cgroup_version
+    }
+
+    pub fn defaults(&self) -> &RunDefaults {
+        &self.defaults
+    }
+
+    /// Runs `f` on the store, on the blocking pool.
+    pub async fn db<T, F>(&self, f: F) -> Result<T, DaemonError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || f(&store)).await {
+            Ok(result) => result.map_err(DaemonError::from),
+            Err(e) => Err(DaemonError::Internal(format!("store task failed: {e}"))),
+        }
+    }
+
+    /// A receiver that sees every state change from now on.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn run_dir(&self, run_id: &str) -> PathBuf {
+        self.state_dir.join("runs").join(run_id)
+    }
+
+    /// The file a run's `stream` (stdout or stderr) is captured in.
+    pub fn log_path(&self, run_id: &str, stream: &str) -> PathBuf {
+        self.run_dir(run_id).join(stream)
+    }
+
+    /// Start-up: every run the store says is live lost its jail with the
+    /// previous supervisor (this version does not re-adopt jails), so it is
+    /// recorded failed; then queued runs of those sessions may start.
+    pub async fn reconcile(self: &Arc<Self>) -> Result<Vec<String>, DaemonError> {
+        let failed = self
+            .db(|store| {
+                store.append_audit(
+                    NewAuditEvent::new(types::SUPERVISOR_START, &Actor::System)
+                        .with("version", env!("CARGO_PKG_VERSION")),
+                )?;
+                let mut failed = Vec::new();
+                for run in store.live_runs()? {
+                    let exit = RunExit { code: None, signal: Some(libc::SIGKILL), reason: ExitReason::Signalled };
+                    match store.record_exit(
+                        &run.id,
+                        &exit,
+                        Some((RunState::Failed, SUPERVISOR_RESTARTED)),
+                        &Actor::System,
+                    ) {
+                        Ok(_) | Err(StoreError::ExitAlreadyRecorded { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                    failed.push(run.id);
+                }
+                // Every session with queued runs may start one now: its
+                // active run may have ended while no supervisor was there.
+                let queued = RunFilter { state: Some(RunState::Queued), limit: MAX_LIMIT, ..RunFilter::default() };
+                let sessions: BTreeSet<String> =
+                    store.list_runs(&queued)?.into_iter().map(|run| run.session_id).collect();
+                Ok((failed, sessions))
+            })
+            .await?;
+        let (failed, sessions) = failed;
+        for session_id in &sessions {
+            self.start_next_queued(session_id).await;
+        }
+        Ok(failed)
+    }
+
+    /// `POST /v1/runs`.
+    pub async fn create_run(self: &Arc<Self>, request: CreateRunRequest, actor: Actor) -> Result<Run, DaemonError> {
+        let new = request.resolve(&self.defaults).map_err(StoreError::from)?;
+        let run = self.db(move |store| store.create_run(&new, &actor)).await?;
+        self.changed();
+        if run.state == RunState::Active {
+            return Ok(self.start(run).await);
+        }
+        Ok(run)
+    }
+
+    /// Spawns an active run's jail. A failure to spawn ends the run
+    /// (`failed`, exit reason `spawn_failed`). Returns the run as it is now.
+    async fn start(self: &Arc<Self>, run: Run) -> Run {
+        let run_id = run.id.clone();
+        let dir = self.run_dir(&run_id);
+        let made = tokio::task::spawn_blocking({
+            let dir = dir.clone();
+            move || {
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| format!("creating {}: {e}", dir.display())));
+        let spawned = match made {
+            Err(e) => Err(e),
+            Ok(()) => self.spawner.spawn(spawn_request(&run, &dir)).await.map_err(|e| e.to_string()),
+        };
+        match spawned {
+            Ok(spawned) => {
+                if let Some(failure) = &spawned.setup_failure {
+                    // Its Exited (reason spawn_failed) follows and ends the run.
+                    eprintln!("ccos-supervisor: run {run_id}: {failure}");
+                } else {
+                    let pid = spawned.pid.as_raw();
+                    let event = NewAuditEvent::new(types::RUN_START, &Actor::System)
+                        .run(&run.session_id, &run.id)
+                        .with("pid", pid)
+                        .with("profile", run.profile.as_str());
+                    if let Err(e) = self.db(move |store| store.append_audit(event)).await {
+                        eprintln!("ccos-supervisor: run {run_id}: recording run.start: {e}");
+                    }
+                }
+                // Moved while the spawn was under way (the jail did not exist
+                // yet for the transition to act on): make the jail follow.
+                let id = run_id.clone();
+                if let Ok(now) = self.db(move |store| store.get_run(&id)).await {
+                    let followed = if now.state.is_terminal() {
+                        self.spawner.kill(&run_id).await
+                    } else if now.state.is_paused() {
+                        self.spawner.freeze(&run_id).await
+                    } else {
+                        Ok(())
+                    };
+                    if let Err(e) = followed {
+                        eprintln!("ccos-supervisor: run {run_id}: following `{}` after the spawn: {e}", now.state);
+                    }
+                    return now;
+                }
+                run
+            }
+            Err(message) => {
+                eprintln!("ccos-supervisor: run {run_id}: spawn failed: {message}");
+                let exit = RunExit { code: None, signal: None, reason: ExitReason::SpawnFailed };
+                let reason = format!("spawn_failed: {message}");
+                let id = run_id.clone();
+                let ended = self
+                    .db(move |store| store.record_exit(&id, &exit, Some((RunState::Failed, &reason)), &Actor::System))
+                    .await;
+                self.changed();
+                let session_id = run.session_id.clone();
+                let ended = match ended {
+                    Ok(run) => run,
+                    Err(_) => {
+                        let id = run_id.clone();
+                        self.db(move |store| store.get_run(&id)).await.unwrap_or(run)
+                    }
+                };
+                self.start_next_queued(&session_id).await;
+                ended
+            }
+        }
+    }
+
+    /// Starts the session's oldest queued run if nothing in it is active.
+    /// Boxed: starting a run that fails to spawn starts the next one.
+    fn start_next_queued<'a>(
+        self: &'a Arc<Self>,
+        session_id: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            if self.shutting_down.load(Ordering::SeqCst) {
+                return;
+            }
+            let session = session_id.to_owned();
+            match self.db(move |store| store.start_next_queued(&session, &Actor::System)).await {
+                Ok(Some(run)) => {
+                    self.changed();
+                    self.start(run).await;
+                }
+                Ok(None) => {}
+                Err(e) => eprintln!("ccos-supervisor: session {session_id}: starting the next queued run: {e}"),
+            }
+        })
+    }
+
+    /// `POST /v1/runs/{id}/cancel`.
+    pub async fn cancel(self: &Arc<Self>, run_id: String, actor: Actor) -> Result<Transitioned, DaemonError> {
+        self.transition(run_id, RunState::Cancelled, None, None, actor).await
+    }
+
+    /// `POST /v1/runs/{id}/transition` (and cancel): the store decides, then
+    /// the jail follows.
+    pub async fn transition(
+        self: &Arc<Self>,
+        run_id: String,
+        to: RunState,
+        reason: Option<String>,
+        budget: Option<BudgetPatch>,
+        actor: Actor,
+    ) -> Result<Transitioned, DaemonError> {
+        let id = run_id.clone();
+        let moved = self.db(move |store| store.transition(&id, to, reason.as_deref(), &actor, budget.as_ref())).await?;
+        self.changed();
+        self.follow(&moved).await;
+        Ok(moved)
+    }
+
+    /// Makes the jail match a state change the store has made.
+    async fn follow(self: &Arc<Self>, moved: &Transitioned) {
+        let (from, run) = (moved.previous_state, &moved.run);
+        let id = run.id.as_str();
+        let result = match (from, run.state) {
+            (RunState::Queued, RunState::Active) => {
+                self.start(run.clone()).await;
+                Ok(())
+            }
+            (RunState::Active, to) if to.is_paused() => self.spawner.freeze(id).await,
+            (f, RunState::Active) if f.is_paused() => self.spawner.thaw(id).await,
+            (f, to) if f.has_jail() && to.is_terminal() => self.spawner.kill(id).await,
+            _ => Ok(()),
+        };
+        if let Err(e) = result {
+            eprintln!("ccos-supervisor: run {id}: {from} -> {}: {e}", run.state);
+        }
+        if from == RunState::Active && run.state != RunState::Active {
+            self.start_next_queued(&run.session_id).await;
+        }
+    }
+
+    /// `POST /v1/sessions/{id}/messages`: a `paused_external_event` run it
+    /// resumes is thawed.
+    pub async fn ingest_message(
+        self: &Arc<Self>,
+        session_id: String,
+        text: String,
+        sender: Option<String>,
+        actor: Actor,
+    ) -> Result<Ingested, DaemonError> {
+        let ingested =
+            self.db(move |store| store.ingest_message(&session_id, &text, sender.as_deref(), &actor)).await?;
+        if let (true, Some(run_id)) = (ingested.resumed, &ingested.run_id) {
+            self.changed();
+            if let Err(e) = self.spawner.thaw(run_id).await {
+                eprintln!("ccos-supervisor: run {run_id}: thawing after a message: {e}");
+            }
+        }
+        Ok(ingested)
+    }
+
+    pub async fn list_messages(
+        &self,
+        session_id: String,
+        direction: Option<crate::model::Direction>,
+    ) -> Result<Vec<Message>, DaemonError> {
+        self.db(move |store| store.list_messages(&session_id, direction)).await
+    }
+
+    /// Handles the spawner's events until it is gone.
+    pub async fn handle_events(self: Arc<Self>, mut events: SpawnerEvents) {
+        while let Some(event) = events.recv().await {
+            match event {
+                // A task each: recording one exit and starting the session's
+                // next run must not hold up the exits of other runs.
+                SpawnerEvent::Exited { run_id, report } => {
+                    let daemon = self.clone();
+                    tokio::spawn(async move { daemon.on_exit(run_id, &report).await });
+                }
+                SpawnerEvent::Lost { run_id, message } => {
+                    eprintln!("ccos-supervisor: run {run_id}: the spawner lost its jail: {message}");
+                    let exit = RunExit { code: None, signal: None, reason: ExitReason::Signalled };
+                    let id = run_id.clone();
+                    let ended = self
+                        .db(move |store| {
+                            store.record_exit(&id, &exit, Some((RunState::Failed, "jail_lost")), &Actor::System)
+                        })
+                        .await;
+                    self.changed();
+                    if let Ok(run) = ended {
+                        self.start_next_queued(&run.session_id).await;
+                    }
+                }
+                SpawnerEvent::Error { run_id, kind, message } => {
+                    eprintln!("ccos-supervisor: spawner error (run {run_id:?}, {kind:?}): {message}");
+                }
+                SpawnerEvent::Gone(exit) => {
+                    if !self.shutting_down.load(Ordering::SeqCst) {
+                        eprintln!("ccos-supervisor: the spawner exited ({exit:?}); no run can start any more");
+                    }
+                    break;
+                }
+            }
+        }
+    }
+
+    async fn on_exit(self: &Arc<Self>, run_id: String, report: &Report) {
+        let exit = RunExit {
+            code: report.exit_code,
+            signal: report.signal,
+            reason: match report.reason {
+                EndReason::Exited => ExitReason::Exited,
+                EndReason::Signalled | EndReason::Killed => ExitReason::Signalled,
+                EndReason::TimeLimit => ExitReason::TimeLimit,
+                EndReason::Oom => ExitReason::Oom,
+                EndReason::PidsLimit => ExitReason::PidsLimit,
+                EndReason::SpawnFailed => ExitReason::SpawnFailed,
+            },
+        };
+        let setup_failure = report.error.as_ref().map(|f| format!("spawn_failed: {f}"));
+        let (wall, cpu, mem, pids) = (report.wall_secs, report.cpu_secs, report.memory_peak_bytes, report.pids_peak);
+        let id = run_id.clone();
+        let ended = self
+            .db(move |store| {
+                let before = store.get_run(&id)?;
+                // A run ended by a transition (cancel, hard stop) keeps its
+                // state; its exit says it was cancelled rather than signalled.
+                let exit = match (before.state, exit.reason) {
+                    (RunState::Cancelled, ExitReason::Signalled) => RunExit { reason: ExitReason::Cancelled, ..exit },
+                    _ => exit,
+                };
+                if wall.is_finite() && cpu.is_finite() {
+                    store.update_usage(&id, |run| Usage {
+                        wall_secs: if before.state.is_terminal() { run.usage.wall_secs } else { wall },
+                        cpu_secs: cpu,
+                        memory_peak_bytes: run.usage.memory_peak_bytes.max(mem.unwrap_or(0)),
+                        pids_peak: run.usage.pids_peak.max(pids.unwrap_or(0)),
+                        ..run.usage
+                    })?;
+                }
+                let end = setup_failure.as_deref().map(|reason| (RunState::Failed, reason));
+                store.record_exit(&id, &exit, end, &Actor::System)
+            })
+            .await;
+        self.changed();
+        match ended {
+            Ok(run) => self.start_next_queued(&run.session_id).await,
+            Err(DaemonError::Store(StoreError::ExitAlreadyRecorded { .. })) => {}
+            Err(e) => eprintln!("ccos-supervisor: run {run_id}: recording its exit: {e}"),
+        }
+    }
+
+    /// Shutdown: cancels every live run, kills its jail, waits (a while) for
+    /// the exits to be recorded, and writes `supervisor.stop`.
+    pub async fn shutdown(self: &Arc<Self>) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let live = self.db(|store| store.live_runs()).await.unwrap_or_default();
+        let mut ids = Vec::new();
+        for run in live {
+            let id = run.id.clone();
+            let moved = self
+                .db(move |store| {
+                    store.transition(&id, RunState::Cancelled, Some(SUPERVISOR_SHUTDOWN), &Actor::System, None)
+                })
+                .await;
+            if moved.is_ok() {
+                if let Err(e) = self.spawner.kill(&run.id).await {
+                    eprintln!("ccos-supervisor: run {}: killing at shutdown: {e}", run.id);
+                }
+                ids.push(run.id);
+            }
+        }
+        self.changed();
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        while !ids.is_empty() && tokio::time::Instant::now() < deadline {
+            let pending = ids.clone();
+            let still = self
+                .db(move |store| {
+                    let mut still = Vec::new();
+                    for id in pending {
+                        if store.get_run(&id)?.exit.is_none() {
+                            still.push(id);
+                        }
+                    }
+                    Ok(still)
+                })
+                .await
+                .unwrap_or_default();
+            ids = still;
+            if !ids.is_empty() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        for id in ids {
+            let exit = RunExit { code: None, signal: Some(libc::SIGKILL), reason: ExitReason::Cancelled };
+            let _ = self.db(move |store| store.record_exit(&id, &exit, None, &Actor::System)).await;
+        }
+        let _ = self.db(|store| store.append_audit(NewAuditEvent::new(types::SUPERVISOR_STOP, &Actor::System))).await;
+        self.spawner.close();
+    }
+}
+
+fn spawn_request(run: &Run, dir: &Path) -> SpawnRequest {
+    let mut request = SpawnRequest::new(run.id.clone(), run.agent.argv.clone());
+    request.env = run.agent.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    request.profile = run.profile.clone();
+    request.limits = RunLimits {
+        memory_bytes: run.budget.max_memory_bytes,
+        pids: run.budget.max_pids,
+        cpus: None,
+        // The spawner's wall-time limit also runs while the jail is frozen,
+        // so it is a backstop: the window's duration budget proper is the
+        // budget module's.
+        time_limit_secs: run.budget.max_duration_secs.map(|s| s as f64),
+    };
+    request.stdout_path = Some(dir.join("stdout"));
+    request.stderr_path = Some(dir.join("stderr"));
+    request
+}
