@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod client;
 pub mod daemon;
 pub mod lifecycle;
 pub mod model;
