@@ -10,7 +10,9 @@
 //!
 //! The store is synchronous (rusqlite): every call goes through
 //! [`Daemon::db`], on tokio's blocking pool. Waiters (`GET .../wait`) watch
-//! one change counter, bumped after every state change.
+//! one change counter, bumped after every state change. After every store
+//! call the audit events appended since the last one are published, in
+//! `seq` order, on a broadcast channel (`GET /v1/events`).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -19,15 +21,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ccos_jail::{EndReason, Report};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
+use crate::api::metrics;
 use crate::audit::{types, NewAuditEvent};
 use crate::lifecycle::RunState;
 use crate::model::{
-    Actor, AgentSpec, BudgetPatch, CreateRunRequest, ExitReason, Message, Run, RunDefaults, RunExit, Usage,
+    Actor, AgentSpec, AuditEvent, BudgetPatch, CreateRunRequest, ExitReason, Message, Run, RunDefaults, RunExit, Usage,
 };
 use crate::spawner::{RunLimits, SpawnRequest, SpawnerClient, SpawnerEvent, SpawnerEvents};
-use crate::store::{Ingested, RunFilter, Store, StoreError, Transitioned, MAX_LIMIT};
+use crate::store::{AuditFilter, Ingested, RunFilter, Store, StoreError, Transitioned, MAX_LIMIT};
 
 /// The `state_reason` of runs found live by a restarted supervisor.
 pub const SUPERVISOR_RESTARTED: &str = "supervisor_restarted";
@@ -61,8 +64,16 @@ pub struct Daemon {
     defaults: RunDefaults,
     cgroup_version: u8,
     changes: watch::Sender<u64>,
+    /// Every audit event appended, in `seq` order (see [`Daemon::db`]).
+    events: broadcast::Sender<AuditEvent>,
+    /// The last `seq` sent on `events`.
+    published: Arc<std::sync::Mutex<u64>>,
     shutting_down: AtomicBool,
 }
+
+/// How many events a slow `/v1/events` reader may fall behind before it
+/// re-reads them from the store.
+const EVENT_BUFFER: usize = 1024;
 
 impl Daemon {
     pub fn new(store: Store, spawner: SpawnerClient, config: &DaemonConfig, cgroup_version: u8) -> Arc<Daemon> {
@@ -70,6 +81,12 @@ impl Daemon {
             agent: AgentSpec { argv: vec![config.default_agent.clone()], ..AgentSpec::default() },
             ..RunDefaults::default()
         };
+        // Events already stored are not published: readers get them from the store.
+        let head = store
+            .list_audit(&AuditFilter { limit: 1, ..AuditFilter::default() })
+            .ok()
+            .and_then(|events| events.first().map(|e| e.seq))
+            .unwrap_or(0);
         Arc::new(Daemon {
             store: Arc::new(store),
             spawner,
@@ -77,6 +94,8 @@ impl Daemon {
             defaults,
             cgroup_version,
             changes: watch::channel(0).0,
+            events: broadcast::channel(EVENT_BUFFER).0,
+            published: Arc::new(std::sync::Mutex::new(head)),
             shutting_down: AtomicBool::new(false),
         })
     }
@@ -89,17 +108,29 @@ impl Daemon {
         &self.defaults
     }
 
-    /// Runs `f` on the store, on the blocking pool.
+    /// Runs `f` on the store, on the blocking pool, then publishes the
+    /// audit events appended since the last publication (by `f` or anyone).
     pub async fn db<T, F>(&self, f: F) -> Result<T, DaemonError>
     where
         T: Send + 'static,
         F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     {
         let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || f(&store)).await {
+        let (events, published) = (self.events.clone(), self.published.clone());
+        let run = move || {
+            let result = f(&store);
+            publish(&store, &events, &published);
+            result
+        };
+        match tokio::task::spawn_blocking(run).await {
             Ok(result) => result.map_err(DaemonError::from),
             Err(e) => Err(DaemonError::Internal(format!("store task failed: {e}"))),
         }
+    }
+
+    /// A receiver of every audit event appended from now on, in `seq` order.
+    pub fn subscribe_events(&self) -> broadcast::Receiver<AuditEvent> {
+        self.events.subscribe()
     }
 
     /// A receiver that sees every state change from now on.
@@ -187,7 +218,12 @@ impl Daemon {
         .and_then(|r| r.map_err(|e| format!("creating {}: {e}", dir.display())));
         let spawned = match made {
             Err(e) => Err(e),
-            Ok(()) => self.spawner.spawn(spawn_request(&run, &dir)).await.map_err(|e| e.to_string()),
+            Ok(()) => {
+                let began = std::time::Instant::now();
+                let spawned = self.spawner.spawn(spawn_request(&run, &dir)).await.map_err(|e| e.to_string());
+                metrics::observe_spawn(began.elapsed());
+                spawned
+            }
         };
         match spawned {
             Ok(spawned) => {
@@ -469,6 +505,29 @@ impl Daemon {
         }
         let _ = self.db(|store| store.append_audit(NewAuditEvent::new(types::SUPERVISOR_STOP, &Actor::System))).await;
         self.spawner.close();
+    }
+}
+
+/// Sends the events after the last published `seq` on `events`, in order.
+fn publish(store: &Store, events: &broadcast::Sender<AuditEvent>, published: &std::sync::Mutex<u64>) {
+    let mut last = published.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let page = match store.audit_after(*last, MAX_LIMIT) {
+            Ok(page) => page,
+            Err(e) => {
+                eprintln!("ccos-supervisor: publishing audit events: {e}");
+                return;
+            }
+        };
+        let full = page.len() == MAX_LIMIT as usize;
+        for event in page {
+            *last = event.seq;
+            // No receiver is fine: nobody is streaming.
+            let _ = events.send(event);
+        }
+        if !full {
+            return;
+        }
     }
 }
 

@@ -347,7 +347,7 @@ fn runs_queue_cancel_transitions_messages_and_audit() {
     assert_eq!((ended["state"].as_str(), ended["exit"]["reason"].as_str()), (Some("failed"), Some("spawn_failed")));
     assert!(ended["state_reason"].as_str().unwrap().contains("/nonexistent/agent"), "{ended}");
     let bad_profile = d.create(json!({"session_id": "e", "goal": "g", "profile": "no-such-profile",
-        "agent": {"argv": ["/bin/true"]}}));
+        "agent": {"argv": ["/bin/sh", "-c", "true"]}}));
     let ended = d.wait_terminal(bad_profile["id"].as_str().unwrap());
     assert_eq!((ended["state"].as_str(), ended["exit"]["reason"].as_str()), (Some("failed"), Some("spawn_failed")));
     assert!(ended["state_reason"].as_str().unwrap().contains("no-such-profile"), "{ended}");
@@ -438,7 +438,8 @@ fn runs_queue_cancel_transitions_messages_and_audit() {
     let q4 =
         d.create(json!({"session_id": "c", "goal": "g", "queue": true, "agent": {"argv": sleeper(&marker("c4"))}}));
     let r4 = q4["id"].as_str().unwrap().to_owned();
-    let q5 = d.create(json!({"session_id": "c", "goal": "g", "queue": true, "agent": {"argv": ["/bin/true"]}}));
+    let q5 =
+        d.create(json!({"session_id": "c", "goal": "g", "queue": true, "agent": {"argv": ["/bin/sh", "-c", "true"]}}));
     let r5 = q5["id"].as_str().unwrap().to_owned();
     let (status, e) = d.transition(&r4, "active");
     assert_eq!((status, e["error"]["code"].as_str()), (409, Some("active_run_exists")), "{e}");
@@ -467,8 +468,11 @@ fn runs_queue_cancel_transitions_messages_and_audit() {
     let still = d.get(&format!("/v1/runs/{rn}/wait?timeout_secs=1"));
     assert_eq!(still["state"], "active", "wait answers the run as it is at the timeout: {still}");
     assert!(started.elapsed() >= Duration::from_millis(900), "{:?}", started.elapsed());
-    let (status, e) = d.req("GET", &format!("/v1/runs/{rn}/logs?follow=true"), None);
-    assert_eq!((status, e["error"]["code"].as_str()), (400, Some("not_implemented")), "{e}");
+    // Following a live run's log is held open (see logs_follow_streams_until_the_run_ends).
+    let mut follow = Streamed::open(&d.socket, &format!("/v1/runs/{rn}/logs?follow=true"));
+    follow.until(Duration::from_secs(1), |_| false);
+    assert_eq!((follow.status, follow.ended), (Some(200), false));
+    drop(follow);
     let (status, e) = d.transition(&rn, "done");
     assert_eq!((status, e["error"]["code"].as_str()), (409, Some("predicate_unsatisfied")), "{e}");
     let (status, _) = d.transition(&rn, "failed");
@@ -520,7 +524,7 @@ fn bad_requests_are_refused_and_change_nothing() {
     let _serial = lock();
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start(dir.path());
-    let run = d.create(json!({"session_id": "s", "goal": "g", "agent": {"argv": ["/bin/true"]}}));
+    let run = d.create(json!({"session_id": "s", "goal": "g", "agent": {"argv": ["/bin/sh", "-c", "true"]}}));
     let id = run["id"].as_str().unwrap().to_owned();
     d.wait_terminal(&id);
     let snapshot = || (d.get("/v1/runs"), d.get("/v1/audit?limit=2000"), d.get("/v1/sessions/s/messages"));
@@ -603,7 +607,7 @@ fn restart_fails_live_runs_and_keeps_the_rest() {
     let _serial = lock();
     let dir = tempfile::tempdir().unwrap();
     let mut d = Daemon::start(dir.path());
-    let finished = d.create(json!({"session_id": "r", "goal": "g", "agent": {"argv": ["/bin/true"]}}));
+    let finished = d.create(json!({"session_id": "r", "goal": "g", "agent": {"argv": ["/bin/sh", "-c", "true"]}}));
     let finished_id = finished["id"].as_str().unwrap().to_owned();
     d.wait_terminal(&finished_id);
     let m = marker("restart");
@@ -733,4 +737,248 @@ fn status_as_nobody(socket: &Path, request: &[u8]) -> u16 {
     };
     let text = String::from_utf8_lossy(&answer[..n.max(0) as usize]).into_owned();
     text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status in {text:?}"))
+}
+
+/// A request whose (chunked) answer is read as it arrives.
+struct Streamed {
+    stream: UnixStream,
+    raw: Vec<u8>,
+    status: Option<u16>,
+    body: Vec<u8>,
+    ended: bool,
+}
+
+impl Streamed {
+    fn open(socket: &Path, path: &str) -> Streamed {
+        let mut stream = UnixStream::connect(socket).unwrap();
+        stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: ccos\r\nConnection: close\r\n\r\n").unwrap();
+        Streamed { stream, raw: Vec::new(), status: None, body: Vec::new(), ended: false }
+    }
+
+    /// Reads until `cond(body)` holds, the body ends, or `within` passes.
+    fn until(&mut self, within: Duration, cond: impl Fn(&[u8]) -> bool) -> bool {
+        let deadline = Instant::now() + within;
+        let mut buf = [0u8; 65536];
+        loop {
+            self.parse();
+            if cond(&self.body) {
+                return true;
+            }
+            if self.ended || Instant::now() >= deadline {
+                return false;
+            }
+            match self.stream.read(&mut buf) {
+                Ok(0) => self.ended = true,
+                Ok(n) => self.raw.extend_from_slice(&buf[..n]),
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e) => panic!("reading the stream: {e}"),
+            }
+        }
+    }
+
+    fn parse(&mut self) {
+        if self.status.is_none() {
+            let Some(end) = self.raw.windows(4).position(|w| w == b"\r\n\r\n") else { return };
+            let head = String::from_utf8_lossy(&self.raw[..end]).into_owned();
+            assert!(head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "{head}");
+            self.status = head.split(' ').nth(1).and_then(|s| s.parse().ok());
+            self.raw.drain(..end + 4);
+        }
+        loop {
+            let Some(line_end) = self.raw.windows(2).position(|w| w == b"\r\n") else { return };
+            let size = usize::from_str_radix(std::str::from_utf8(&self.raw[..line_end]).unwrap().trim(), 16).unwrap();
+            if size == 0 {
+                self.ended = true;
+                return;
+            }
+            if self.raw.len() < line_end + 2 + size + 2 {
+                return;
+            }
+            self.body.extend_from_slice(&self.raw[line_end + 2..line_end + 2 + size]);
+            self.raw.drain(..line_end + 2 + size + 2);
+        }
+    }
+
+    fn lines(&self) -> Vec<Value> {
+        String::from_utf8_lossy(&self.body)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+            .collect()
+    }
+}
+
+fn has_event(body: &[u8], run_id: &str, event_type: &str) -> bool {
+    String::from_utf8_lossy(body)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .any(|e| e["run_id"] == run_id && e["type"] == event_type)
+}
+
+#[test]
+fn events_stream_backlog_then_live() {
+    if !root_or_skip("events_stream_backlog_then_live") {
+        return;
+    }
+    let _serial = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path());
+
+    let mut live = Streamed::open(&d.socket, "/v1/events?since_seq=0");
+    // The backlog: at least supervisor.start.
+    assert!(live.until(Duration::from_secs(10), |b| b.contains(&b'\n')), "no backlog");
+    assert_eq!(live.status, Some(200));
+    let run = d.create(json!({"session_id": "ev", "goal": "events",
+        "agent": {"argv": ["/bin/sh", "-c", "echo hi; sleep 0.2"]}}));
+    let id = run["id"].as_str().unwrap().to_owned();
+    let arrived = live.until(Duration::from_secs(30), |b| {
+        ["run.create", "run.start", "run.exit"].iter().all(|t| has_event(b, &id, t))
+    });
+    assert!(arrived, "events did not arrive: {}", String::from_utf8_lossy(&live.body));
+    let events = live.lines();
+    assert_eq!(events[0]["type"], "supervisor.start", "{events:?}");
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "gaps or repeats: {seqs:?}");
+    for e in &events {
+        assert!(e["hash"].is_string() && e["prev_hash"].is_string() && e["at"].is_string(), "{e}");
+    }
+
+    // since_seq: strictly greater, backlog first.
+    let create_seq = events.iter().find(|e| e["type"] == "run.create").unwrap()["seq"].as_u64().unwrap();
+    let mut later = Streamed::open(&d.socket, &format!("/v1/events?since_seq={create_seq}"));
+    assert!(later.until(Duration::from_secs(10), |b| has_event(b, &id, "run.exit")));
+    let tail = later.lines();
+    assert_eq!(tail[0]["seq"].as_u64(), Some(create_seq + 1), "{tail:?}");
+    assert!(tail.iter().all(|e| e["seq"].as_u64().unwrap() > create_seq));
+    drop(later);
+    drop(live);
+
+    let (status, body) = d.req("GET", "/v1/events?since_seq=x", None);
+    assert_eq!((status, body["error"]["field"].as_str()), (400, Some("since_seq")), "{body}");
+    let (status, _) = d.req("POST", "/v1/events", Some(json!({})));
+    assert_eq!(status, 405);
+    // The daemon is still well, and a stream held open does not keep it from stopping.
+    d.get("/v1/info");
+    let mut held = Streamed::open(&d.socket, "/v1/events");
+    assert!(held.until(Duration::from_secs(10), |b| has_event(b, &id, "run.exit")));
+    let mut d = d;
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(d.wait_exit(Duration::from_secs(20)), Some(0), "log:\n{}", d.log_text());
+    held.until(Duration::from_secs(5), |_| false);
+    assert!(held.ended, "the stream outlived the daemon");
+}
+
+#[test]
+fn logs_follow_streams_until_the_run_ends() {
+    if !root_or_skip("logs_follow_streams_until_the_run_ends") {
+        return;
+    }
+    let _serial = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path());
+    let script = "for i in 1 2 3 4 5 6 7 8 9 10; do echo line$i; echo err$i >&2; sleep 0.1; done";
+    let run = d.create(json!({"session_id": "logs", "goal": "print",
+        "agent": {"argv": ["/bin/sh", "-c", script]}}));
+    let id = run["id"].as_str().unwrap().to_owned();
+    let mut out = Streamed::open(&d.socket, &format!("/v1/runs/{id}/logs?follow=true&stream=stdout"));
+    // Something arrives before the run is over.
+    assert!(out.until(Duration::from_secs(10), |b| !b.is_empty()));
+    assert_eq!(d.get(&format!("/v1/runs/{id}"))["state"], "active", "the first bytes came only at the end");
+    out.until(Duration::from_secs(30), |_| false);
+    assert!(out.ended, "the follow did not end");
+    let expected: String = (1..=10).map(|i| format!("line{i}\n")).collect();
+    assert_eq!(String::from_utf8_lossy(&out.body), expected);
+    assert_eq!(d.wait_terminal(&id)["state"], "done");
+
+    // A terminal run: what is there, then the end; stderr too.
+    let err = d.raw("GET", &format!("/v1/runs/{id}/logs?follow=true&stream=stderr"), b"", &[]);
+    assert_eq!(err.status, 200);
+    let expected: String = (1..=10).map(|i| format!("err{i}\n")).collect();
+    assert_eq!(String::from_utf8_lossy(&err.body), expected);
+    let (status, _) = d.req("GET", "/v1/runs/run_nope/logs?follow=true", None);
+    assert_eq!(status, 404);
+}
+
+fn metrics(d: &Daemon) -> std::collections::HashMap<String, f64> {
+    let r = d.raw("GET", "/metrics", b"", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Content-Type"), Some("text/plain; version=0.0.4"));
+    let text = String::from_utf8(r.body).unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (name, value) = l.rsplit_once(' ').unwrap_or_else(|| panic!("bad line {l:?}"));
+            (name.to_owned(), value.parse::<f64>().unwrap_or_else(|_| panic!("bad value in {l:?}")))
+        })
+        .collect()
+}
+
+#[test]
+fn metrics_and_actions() {
+    if !root_or_skip("metrics_and_actions") {
+        return;
+    }
+    let _serial = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path());
+    let before = metrics(&d);
+    assert_eq!(before["ccos_spawns_total"], 0.0, "{before:?}");
+    assert_eq!(before["ccos_runs{state=\"done\"}"], 0.0);
+    let run = d.create(json!({"session_id": "m", "goal": "metrics", "agent": {"argv": ["/bin/sh", "-c", "true"]}}));
+    let id = run["id"].as_str().unwrap().to_owned();
+    d.wait_terminal(&id);
+    let (status, _) = d.req("GET", "/v1/runs/run_nope", None);
+    assert_eq!(status, 404);
+    let after = metrics(&d);
+    assert_eq!(after["ccos_spawns_total"], 1.0, "{after:?}");
+    assert_eq!(after["ccos_spawn_seconds_count"], 1.0);
+    assert_eq!(after["ccos_spawn_seconds_bucket{le=\"+Inf\"}"], 1.0);
+    assert!(after["ccos_spawn_seconds_sum"] > 0.0);
+    assert_eq!(after["ccos_runs{state=\"done\"}"] + after["ccos_runs{state=\"failed\"}"], 1.0, "{after:?}");
+    assert!(after["ccos_api_requests_total{status=\"200\"}"] > before["ccos_api_requests_total{status=\"200\"}"]);
+    assert!(after["ccos_api_requests_total{status=\"404\"}"] >= 1.0);
+
+    // Actions: none yet for a real run; 404 for an unknown one; limit 1..2000.
+    let actions = d.get(&format!("/v1/runs/{id}/actions"));
+    assert_eq!(actions, json!({"run_id": id, "actions": []}));
+    d.get(&format!("/v1/runs/{id}/actions?limit=2000"));
+    let (status, body) = d.req("GET", "/v1/runs/run_nope/actions", None);
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("run_not_found")), "{body}");
+    for limit in ["0", "2001", "x"] {
+        let (status, body) = d.req("GET", &format!("/v1/runs/{id}/actions?limit={limit}"), None);
+        assert_eq!((status, body["error"]["field"].as_str()), (400, Some("limit")), "{limit}: {body}");
+    }
+    let (status, _) = d.req("POST", &format!("/v1/runs/{id}/actions"), Some(json!({})));
+    assert_eq!(status, 405);
+}
+
+#[test]
+fn openapi_document_lists_every_route_the_router_serves() {
+    if !root_or_skip("openapi_document_lists_every_route_the_router_serves") {
+        return;
+    }
+    let _serial = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path());
+    let doc = d.get("/v1/openapi.json");
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    let paths = doc["paths"].as_object().unwrap();
+    let mut operations = 0;
+    for route in ccos_supervisor::api::routes::ROUTES {
+        let op = &paths[route.path][route.method.to_ascii_lowercase()];
+        assert!(op["responses"].is_object(), "{} {} is not in the document", route.method, route.path);
+        // The router serves the path: another method is 405 naming this one.
+        let path = route.path.replace("{id}", "x");
+        let r = d.raw("DELETE", &path, b"", &[]);
+        assert_eq!(r.status, 405, "DELETE {path}");
+        assert!(r.header("Allow").unwrap().contains(route.method), "{path}: {:?}", r.header("Allow"));
+        operations += 1;
+    }
+    let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
+    assert_eq!(documented, operations);
+    for name in ["Run", "CreateRunRequest", "AuditEvent", "Error"] {
+        assert!(doc["components"]["schemas"][name]["properties"].is_object(), "{name}");
+    }
+    let (status, body) = d.req("GET", "/v1/nothing", None);
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
 }

@@ -2,8 +2,14 @@
 //! the field), query strings, and JSON / text responses.
 
 use bytes::Bytes;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use hyper::body::{Body, Frame};
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Request, StatusCode};
 use serde::de::DeserializeOwned;
@@ -17,7 +23,30 @@ pub const MAX_BODY: usize = 1024 * 1024;
 /// A client must send its whole body within this long.
 pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-pub type Response = hyper::Response<Full<Bytes>>;
+/// Every answer: a whole body, or one streamed from a channel.
+pub type Response = hyper::Response<BoxBody<Bytes, Infallible>>;
+
+/// A body fed by a channel: each message is a chunk; the body ends when
+/// every sender is gone. Dropped (client gone) -> the senders see it closed.
+pub struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|chunk| chunk.map(|c| Ok(Frame::data(c))))
+    }
+}
+
+/// A 200 whose body is streamed (chunked) from what is sent on the
+/// returned sender.
+pub fn streaming_response(content_type: &'static str) -> (Response, tokio::sync::mpsc::Sender<Bytes>) {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let mut response = hyper::Response::new(ChannelBody(rx).boxed());
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    (response, tx)
+}
 
 fn too_large() -> ApiError {
     ApiError::new(
@@ -83,14 +112,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response {
     let mut body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
     body.push(b'\n');
-    let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
+    let mut response = hyper::Response::new(Full::new(Bytes::from(body)).boxed());
     *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
 pub fn text_response(status: StatusCode, body: impl Into<Bytes>) -> Response {
-    let mut response = hyper::Response::new(Full::new(body.into()));
+    let mut response = hyper::Response::new(Full::new(body.into()).boxed());
     *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     response

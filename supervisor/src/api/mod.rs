@@ -1,12 +1,16 @@
 //! The admin API: HTTP/1.1 (hyper) over the Unix socket, one task per
 //! connection. Each connection's peer is checked once (SO_PEERCRED): root
 //! and members of group `ccos` are served, anyone else gets 403 `forbidden`
-//! on every request. Routes are API.md's table; an unknown path is 404
+//! on every request. Routes are API.md's table, written once in [`routes::ROUTES`] (which the OpenAPI document is built from); an unknown path is 404
 //! `not_found`, a known path with another method 405 `method_not_allowed`.
 
 mod audit;
 pub mod body;
 pub mod error;
+mod events;
+pub mod metrics;
+pub mod openapi;
+pub mod routes;
 mod runs;
 mod sessions;
 mod system;
@@ -20,13 +24,14 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Request, StatusCode};
+use hyper::{Request, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use tokio::net::{UnixListener, UnixStream};
 
 use self::body::Response;
 use self::error::ApiError;
+use self::routes::{Found, Handler, Route};
 use crate::daemon::Daemon;
 use crate::model::Actor;
 
@@ -147,13 +152,15 @@ async fn handle(daemon: &Arc<Daemon>, peer: Peer, request: Request<Incoming>) ->
         .into_response();
     }
     let actor = Actor::Admin { uid: peer.uid };
-    match route(daemon, request, actor).await {
+    let response = match route(daemon, request, actor).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
-    }
+    };
+    metrics::observe_request(response.status());
+    response
 }
 
-fn method_not_allowed(allowed: &'static str) -> ApiError {
+fn method_not_allowed(allowed: String) -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("this path accepts {allowed}"))
         .with("allow", allowed)
 }
@@ -161,37 +168,10 @@ fn method_not_allowed(allowed: &'static str) -> ApiError {
 async fn route(daemon: &Arc<Daemon>, request: Request<Incoming>, actor: Actor) -> Result<Response, ApiError> {
     let path = request.uri().path().to_owned();
     let query = request.uri().query().map(str::to_owned);
-    let query = query.as_deref();
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let method = request.method().clone();
-    let get = method == Method::GET || method == Method::HEAD;
-    let post = method == Method::POST;
-    let result = match segments.as_slice() {
-        ["_ping"] if get => Ok(system::ping()),
-        ["_ping"] => Err(method_not_allowed("GET")),
-        ["v1", "info"] if get => Ok(system::info(daemon)),
-        ["v1", "info"] => Err(method_not_allowed("GET")),
-        ["v1", "runs"] if get => runs::list(daemon, query).await,
-        ["v1", "runs"] if post => runs::create(daemon, request, actor).await,
-        ["v1", "runs"] => Err(method_not_allowed("GET, POST")),
-        ["v1", "runs", id] if !id.is_empty() && get => runs::get(daemon, id, query).await,
-        ["v1", "runs", id] if !id.is_empty() => Err(method_not_allowed("GET")),
-        ["v1", "runs", id, "cancel"] if post => runs::cancel(daemon, id, request, actor).await,
-        ["v1", "runs", _, "cancel"] => Err(method_not_allowed("POST")),
-        ["v1", "runs", id, "transition"] if post => runs::transition(daemon, id, request, actor).await,
-        ["v1", "runs", _, "transition"] => Err(method_not_allowed("POST")),
-        ["v1", "runs", id, "logs"] if get => runs::logs(daemon, id, query).await,
-        ["v1", "runs", _, "logs"] => Err(method_not_allowed("GET")),
-        ["v1", "runs", id, "wait"] if get => runs::wait(daemon, id, query).await,
-        ["v1", "runs", _, "wait"] => Err(method_not_allowed("GET")),
-        ["v1", "sessions", id, "messages"] if get => sessions::list_messages(daemon, id, query).await,
-        ["v1", "sessions", id, "messages"] if post => sessions::post_message(daemon, id, request, actor).await,
-        ["v1", "sessions", _, "messages"] => Err(method_not_allowed("GET, POST")),
-        ["v1", "audit"] if get => audit::list(daemon, query).await,
-        ["v1", "audit"] => Err(method_not_allowed("GET")),
-        ["v1", "audit", "verify"] if get => audit::verify(daemon).await,
-        ["v1", "audit", "verify"] => Err(method_not_allowed("GET")),
-        _ => Err(ApiError::not_found(format!("no such path: {path}")).with("path", path.as_str())),
+    let result = match routes::find(request.method(), &path) {
+        Found::Route(route, params) => dispatch(daemon, route, &params, query.as_deref(), request, actor).await,
+        Found::MethodNotAllowed(allowed) => Err(method_not_allowed(allowed)),
+        Found::NotFound => Err(ApiError::not_found(format!("no such path: {path}")).with("path", path.as_str())),
     };
     match result {
         Err(mut e) if e.status == StatusCode::METHOD_NOT_ALLOWED => {
@@ -203,5 +183,37 @@ async fn route(daemon: &Arc<Daemon>, request: Request<Incoming>, actor: Actor) -
             Ok(response)
         }
         other => other,
+    }
+}
+
+async fn dispatch(
+    daemon: &Arc<Daemon>,
+    route: &Route,
+    params: &[String],
+    query: Option<&str>,
+    request: Request<Incoming>,
+    actor: Actor,
+) -> Result<Response, ApiError> {
+    // The table's query names are the contract; handlers read their own.
+    body::query_params(query, route.query)?;
+    let id = params.first().map(String::as_str).unwrap_or_default();
+    match route.handler {
+        Handler::Ping => Ok(system::ping()),
+        Handler::Info => Ok(system::info(daemon)),
+        Handler::ListRuns => runs::list(daemon, query).await,
+        Handler::CreateRun => runs::create(daemon, request, actor).await,
+        Handler::GetRun => runs::get(daemon, id, query).await,
+        Handler::CancelRun => runs::cancel(daemon, id, request, actor).await,
+        Handler::TransitionRun => runs::transition(daemon, id, request, actor).await,
+        Handler::RunActions => runs::actions(daemon, id, query).await,
+        Handler::RunLogs => runs::logs(daemon, id, query).await,
+        Handler::WaitRun => runs::wait(daemon, id, query).await,
+        Handler::ListMessages => sessions::list_messages(daemon, id, query).await,
+        Handler::PostMessage => sessions::post_message(daemon, id, request, actor).await,
+        Handler::ListAudit => audit::list(daemon, query).await,
+        Handler::VerifyAudit => audit::verify(daemon).await,
+        Handler::Events => events::stream(daemon, query).await,
+        Handler::OpenApi => Ok(openapi::serve()),
+        Handler::Metrics => metrics::metrics(daemon).await,
     }
 }

@@ -1,5 +1,5 @@
 //! `/v1/runs` and `/v1/runs/{id}/...`: create, list, get, cancel,
-//! transition, logs, wait.
+//! transition, logs (whole or followed), wait, actions.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +9,10 @@ use hyper::{Request, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::body::{json_response, number_param, param, parse_json, query_params, read_body, text_response, Response};
+use super::body::{
+    json_response, number_param, param, parse_json, query_params, read_body, streaming_response, text_response,
+    Response,
+};
 use super::error::ApiError;
 use crate::daemon::Daemon;
 use crate::lifecycle::RunState;
@@ -97,21 +100,20 @@ pub async fn logs(daemon: &Arc<Daemon>, run_id: &str, query: Option<&str>) -> Re
             return Err(ApiError::bad_field("stream", format!("`stream` must be stdout or stderr, got {other:?}")))
         }
     };
-    match param(&params, "follow").unwrap_or("false") {
-        "false" | "0" => {}
-        "true" | "1" => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "not_implemented",
-                "follow=true is not implemented yet; poll without it",
-            )
-            .with("field", "follow"))
-        }
+    let follow = match param(&params, "follow").unwrap_or("false") {
+        "false" | "0" => false,
+        "true" | "1" => true,
         other => return Err(ApiError::bad_field("follow", format!("`follow` must be true or false, got {other:?}"))),
-    }
+    };
     let id = run_id.to_owned();
     daemon.db(move |store| store.get_run(&id)).await?;
     let path = daemon.log_path(run_id, stream);
+    if follow {
+        let (response, tx) = streaming_response("text/plain; charset=utf-8");
+        let (daemon, run_id) = (daemon.clone(), run_id.to_owned());
+        tokio::spawn(async move { follow_log(&daemon, &run_id, &path, &tx).await });
+        return Ok(response);
+    }
     let bytes = match tokio::fs::read(&path).await {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -124,6 +126,91 @@ pub async fn logs(daemon: &Arc<Daemon>, run_id: &str, query: Option<&str>) -> Re
         }
     };
     Ok(text_response(StatusCode::OK, bytes))
+}
+
+/// How often a followed log is polled for new bytes.
+const FOLLOW_POLL: Duration = Duration::from_millis(100);
+/// A terminal run whose exit is not recorded (never spawned, or the jail
+/// is slow to go) is followed at most this much longer.
+const FOLLOW_GRACE: Duration = Duration::from_secs(3);
+
+/// Sends what is in `path`, then what is appended to it, until the run is
+/// terminal (and its jail gone) and the file is drained, or the client goes.
+async fn follow_log(
+    daemon: &Arc<Daemon>,
+    run_id: &str,
+    path: &std::path::Path,
+    tx: &tokio::sync::mpsc::Sender<bytes::Bytes>,
+) {
+    use tokio::io::AsyncReadExt;
+    let mut file: Option<tokio::fs::File> = None;
+    let mut terminal_since: Option<tokio::time::Instant> = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        // Decided before reading, so the bytes written before the end are read.
+        let ended = match terminal_since {
+            Some(at) => at.elapsed() >= FOLLOW_GRACE,
+            None => false,
+        };
+        let id = run_id.to_owned();
+        let finished = match daemon.db(move |store| store.get_run(&id)).await {
+            Ok(run) if run.state.is_terminal() => {
+                terminal_since.get_or_insert_with(tokio::time::Instant::now);
+                run.exit.is_some() || ended
+            }
+            Ok(_) => false,
+            Err(_) => true,
+        };
+        if file.is_none() {
+            file = tokio::fs::File::open(path).await.ok();
+        }
+        if let Some(f) = file.as_mut() {
+            loop {
+                match f.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if tx.send(bytes::Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        if finished {
+            return;
+        }
+        tokio::select! {
+            _ = tx.closed() => return,
+            _ = tokio::time::sleep(FOLLOW_POLL) => {}
+        }
+    }
+}
+
+/// `actions`: 200 by default, at most 2000.
+pub async fn actions(daemon: &Arc<Daemon>, run_id: &str, query: Option<&str>) -> Result<Response, ApiError> {
+    let params = query_params(query, &["limit"])?;
+    let limit = number_param::<u32>(&params, "limit")?.unwrap_or(DEFAULT_LIMIT);
+    let id = run_id.to_owned();
+    let events = daemon
+        .db(move |store| {
+            store.get_run(&id)?;
+            store.capability_calls(&id, limit)
+        })
+        .await?;
+    let actions: Vec<_> = events
+        .iter()
+        .map(|e| {
+            json!({
+                "seq": e.seq,
+                "step_id": e.step_id,
+                "capability_id": e.detail.get("capability_id"),
+                "decision": e.decision,
+                "success": e.detail.get("success").and_then(|s| s.as_bool()).unwrap_or(false),
+                "at": e.at,
+            })
+        })
+        .collect();
+    Ok(json_response(StatusCode::OK, &json!({ "run_id": run_id, "actions": actions })))
 }
 
 /// Answers the run once it is terminal, or as it is at the timeout.

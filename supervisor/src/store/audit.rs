@@ -60,6 +60,41 @@ impl Store {
         })
     }
 
+    /// Events with `seq` strictly greater than `after_seq`, oldest first, at
+    /// most `limit` (1..=2000): the pages of the live event stream.
+    pub fn audit_after(&self, after_seq: u64, limit: u32) -> Result<Vec<AuditEvent>> {
+        let limit = check_limit(limit)?;
+        let after = i64::try_from(after_seq).unwrap_or(i64::MAX);
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM audit_events WHERE seq > ?1 ORDER BY seq LIMIT ?2");
+        self.read(|tx| {
+            let mut st = tx.prepare_cached(&sql).ctx("listing audit events")?;
+            let rows = st.query_map((after, limit), read_row).ctx("listing audit events")?;
+            rows.map(|row| {
+                let (seq, event) = row.ctx("listing audit events")?;
+                event.map_err(|reason| StoreError::Corrupt { what: "audit event", id: seq.to_string(), reason })
+            })
+            .collect()
+        })
+    }
+
+    /// A run's `capability.call` events, latest first, at most `limit`.
+    pub fn capability_calls(&self, run_id: &str, limit: u32) -> Result<Vec<AuditEvent>> {
+        let limit = check_limit(limit)?;
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM audit_events WHERE run_id = ?1 AND type = ?2 ORDER BY seq DESC LIMIT ?3"
+        );
+        self.read(|tx| {
+            let mut st = tx.prepare_cached(&sql).ctx("listing capability calls")?;
+            let rows =
+                st.query_map((run_id, types::CAPABILITY_CALL, limit), read_row).ctx("listing capability calls")?;
+            rows.map(|row| {
+                let (seq, event) = row.ctx("listing capability calls")?;
+                event.map_err(|reason| StoreError::Corrupt { what: "audit event", id: seq.to_string(), reason })
+            })
+            .collect()
+        })
+    }
+
     /// Re-walks the whole chain in `seq` order (streaming: the chain is
     /// never all in memory) and names the first broken link.
     pub fn verify_audit(&self) -> Result<Verification> {

@@ -172,6 +172,17 @@ impl Store {
         self.read(|tx| query_runs(tx, &sql, ()))
     }
 
+    /// How many runs are in each state (states with none are absent).
+    pub fn count_runs_by_state(&self) -> Result<Vec<(String, u64)>> {
+        self.read(|tx| {
+            let mut st = tx.prepare_cached("SELECT state, COUNT(*) FROM runs GROUP BY state").ctx("counting runs")?;
+            let rows = st
+                .query_map((), |r| Ok((r.get::<_, String>(0)?, u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0))))
+                .ctx("counting runs")?;
+            rows.map(|r| r.ctx("counting runs")).collect()
+        })
+    }
+
     /// Moves a run to `to` as `actor` asks (the admin or agent transition,
     /// cancel, a budget decision). Refuses what the lifecycle table refuses,
     /// `done` where the completion predicate refuses it, and `active` while
