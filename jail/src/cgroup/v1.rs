@@ -177,11 +177,30 @@ impl Group {
 
     /// Writes freezer.state and waits until it reads back the state: it
     /// shows FREEZING until every task has stopped.
+    ///
+    /// A v1 freeze can stay FREEZING when it races tasks that fork or exec
+    /// (a task created while the freeze was being applied may be missed),
+    /// so, as runc does, the wait writes FROZEN again on every poll and now
+    /// and then thaws briefly to let such tasks settle before freezing anew.
     fn set_frozen(&self, frozen: bool) -> Result<()> {
         let state = self.need(Controller::Freezer)?.join("freezer.state");
         let want = if frozen { "FROZEN" } else { "THAWED" };
         fs::write(&state, want)?;
-        fs::wait_until(&state, want, FREEZE_TIMEOUT, || Ok(fs::read(&state)?.trim() == want))
+        let mut polls = 0u32;
+        fs::wait_until(&state, want, FREEZE_TIMEOUT, || {
+            if fs::read(&state)?.trim() == want {
+                return Ok(true);
+            }
+            if frozen {
+                polls += 1;
+                if polls % 50 == 0 {
+                    fs::write(&state, "THAWED")?;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                fs::write(&state, want)?;
+            }
+            Ok(false)
+        })
     }
 
     pub(crate) fn freeze(&self) -> Result<()> {
