@@ -4,97 +4,38 @@
 //!
 //! Without root: skipped with a message, or a failure when CI=true.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::{eventually, lock, processes_marked, root_or_skip, DaemonProcess};
 use serde_json::{json, Value};
 
-/// One daemon (and its spawner and jails) at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
+/// The daemon, with the HTTP helpers these tests use.
+struct Daemon(DaemonProcess);
 
-fn root_or_skip(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
+impl std::ops::Deref for Daemon {
+    type Target = DaemonProcess;
+    fn deref(&self) -> &DaemonProcess {
+        &self.0
     }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: needs root (it runs the daemon, which makes jails), and CI=true");
-    }
-    eprintln!("{test}: SKIPPED (needs root)");
-    false
 }
 
-struct Daemon {
-    child: Option<Child>,
-    socket: PathBuf,
-    state: PathBuf,
-    log: PathBuf,
+impl std::ops::DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut DaemonProcess {
+        &mut self.0
+    }
 }
 
 impl Daemon {
+    /// Starts the daemon; ready once `GET /_ping` answers 200.
     fn start(dir: &Path) -> Daemon {
-        let socket = dir.join("ccos.sock");
-        let state = dir.join("state");
-        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("daemon.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_ccos-supervisor"))
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--state-dir")
-            .arg(&state)
-            .env_remove("CCOS_SOCKET")
-            .env_remove("CCOS_STATE_DIR")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file)
-            .spawn()
-            .expect("starting ccos-supervisor");
-        let mut d = Daemon { child: Some(child), socket, state, log: dir.join("daemon.log") };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(r) = try_request(&d.socket, "GET", "/_ping", None, &[]) {
-                if r.status == 200 {
-                    return d;
-                }
-            }
-            if let Some(status) = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("the daemon exited ({status}) before serving; log:\n{}", d.log_text());
-            }
-            assert!(Instant::now() < deadline, "the daemon did not answer /_ping within 20 s; log:\n{}", d.log_text());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.as_ref().expect("running").id() as i32
-    }
-
-    fn signal(&self, sig: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).unwrap();
-    }
-
-    /// Waits for the daemon to exit; its exit code.
-    fn wait_exit(&mut self, within: Duration) -> Option<i32> {
-        let mut child = self.child.take().expect("running");
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status.code();
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the daemon did not exit within {within:?}; log:\n{}", self.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let ready = |socket: &Path| try_request(socket, "GET", "/_ping", None, &[]).is_ok_and(|r| r.status == 200);
+        Daemon(DaemonProcess::start(dir, ready))
     }
 
     fn req(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -136,37 +77,6 @@ impl Daemon {
         let r = self.raw("GET", &format!("/v1/runs/{run_id}/logs?stream=stdout"), b"", &[]);
         assert_eq!(r.status, 200);
         String::from_utf8_lossy(&r.body).into_owned()
-    }
-}
-
-impl Drop for Daemon {
-    /// SIGTERM, then waits for the daemon and for its spawner and jails
-    /// (forked from it, so their command line names the same socket) to
-    /// be gone, so nothing of this test is left to disturb the next one.
-    fn drop(&mut self) {
-        self.stop();
-        let socket = self.socket.to_string_lossy().into_owned();
-        eventually(Duration::from_secs(15), || processes_marked(&socket).is_empty());
-    }
-}
-
-impl Daemon {
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 
@@ -261,33 +171,6 @@ fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-fn processes_marked(marker: &str) -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .map(|dir| {
-            dir.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-                .filter(|pid| {
-                    std::fs::read(format!("/proc/{pid}/cmdline"))
-                        .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn marker(name: &str) -> String {
     format!("ccos-api-test-{name}-{}", std::process::id())
 }
@@ -300,10 +183,6 @@ fn counter(marker: &str) -> Value {
 
 fn sleeper(marker: &str) -> Value {
     json!(["/bin/sh", "-c", "while :; do sleep 0.1; done", marker])
-}
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[test]

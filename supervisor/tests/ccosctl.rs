@@ -6,30 +6,14 @@
 //! unreachable-socket test needs no daemon and always runs).
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use common::{eventually, lock, processes_marked, root_or_skip, DaemonProcess};
 use serde_json::Value;
 
-/// One daemon (and its spawner and jails) at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn root_or_skip(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: needs root (it runs the daemon, which makes jails), and CI=true");
-    }
-    eprintln!("{test}: SKIPPED (needs root)");
-    false
-}
+mod common;
 
 struct Out {
     code: Option<i32>,
@@ -62,46 +46,21 @@ fn run_ctl(mut cmd: Command) -> Out {
     }
 }
 
-struct Daemon {
-    child: Option<Child>,
-    socket: PathBuf,
-    log: PathBuf,
+/// The daemon, driven through the ccosctl binary.
+struct Daemon(DaemonProcess);
+
+impl std::ops::Deref for Daemon {
+    type Target = DaemonProcess;
+    fn deref(&self) -> &DaemonProcess {
+        &self.0
+    }
 }
 
 impl Daemon {
     /// Starts the daemon; ready once `ccosctl ping` succeeds.
     fn start(dir: &Path) -> Daemon {
-        let socket = dir.join("ccos.sock");
-        let log = dir.join("daemon.log");
-        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_ccos-supervisor"))
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .env_remove("CCOS_SOCKET")
-            .env_remove("CCOS_STATE_DIR")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file)
-            .spawn()
-            .expect("starting ccos-supervisor");
-        let mut d = Daemon { child: Some(child), socket, log };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if d.socket.exists() && d.ctl(&["ping"]).code == Some(0) {
-                return d;
-            }
-            if let Some(status) = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("the daemon exited ({status}) before serving; log:\n{}", d.log_text());
-            }
-            assert!(Instant::now() < deadline, "the daemon did not answer ping within 20 s; log:\n{}", d.log_text());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        let ready = |socket: &Path| run_ctl(ctl_command(Some(socket), &["ping"])).code == Some(0);
+        Daemon(DaemonProcess::start(dir, ready))
     }
 
     fn ctl(&self, args: &[&str]) -> Out {
@@ -121,60 +80,6 @@ impl Daemon {
         all.extend_from_slice(args);
         let out = self.ok(&all);
         serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("ccosctl {all:?}: not JSON ({e}):\n{out}"))
-    }
-}
-
-impl Drop for Daemon {
-    /// SIGTERM, then waits for the daemon and for its spawner and jails
-    /// (their command line names the same socket) to be gone.
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let deadline = Instant::now() + Duration::from_secs(15);
-            loop {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                if Instant::now() >= deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        let socket = self.socket.to_string_lossy().into_owned();
-        eventually(Duration::from_secs(15), || processes_marked(&socket).is_empty());
-    }
-}
-
-fn processes_marked(marker: &str) -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .map(|dir| {
-            dir.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-                .filter(|pid| {
-                    std::fs::read(format!("/proc/{pid}/cmdline"))
-                        .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -9,6 +9,8 @@
 //!
 //! Without root: SKIPPED (exit 0), or a failure when CI=true.
 
+mod common;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -16,6 +18,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
+
+use common::processes_marked;
 
 use ccos_jail::cgroup::CgroupConfig;
 use ccos_jail::{EndReason, Report};
@@ -217,23 +221,6 @@ fn pidfd_send_signal(fd: &OwnedFd, signal: i32) -> std::io::Result<()> {
 fn has_exited(fd: &OwnedFd) -> bool {
     let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
     poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0)
-}
-
-/// Pids of the processes whose command line contains `marker`.
-fn processes_marked(marker: &str) -> Vec<i32> {
-    let me = std::process::id() as i32;
-    std::fs::read_dir("/proc")
-        .map(|dir| {
-            dir.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-                .filter(|&pid| pid != me)
-                .filter(|pid| {
-                    std::fs::read(format!("/proc/{pid}/cmdline"))
-                        .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Waits until `cond` holds, checking every 20 ms.
