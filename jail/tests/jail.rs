@@ -278,13 +278,7 @@ fn live_jails_never_share_outside_ids() {
         assert!(wait_for(5.0, || pids_with_marker(a).len() >= 3), "jail for {a} did not start");
         // The program (not ccos-jail, not init) runs as uid 1000 inside.
         for pid in pids_with_marker(a) {
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-            let uid: u32 = status
-                .lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
+            let uid = host_uid(pid);
             let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
             if comm.trim() == "sleep" {
                 uids.push(uid);
@@ -310,18 +304,22 @@ fn mount_count() -> usize {
     std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().count()
 }
 
+/// The real uid of `pid` as the host sees it (0 when it cannot be read).
+fn host_uid(pid: i32) -> u32 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 fn jail_uid_processes() -> Vec<i32> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let uid: u32 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        if uid >= ccos_jail::idmap::OUTSIDE_BASE {
+        if host_uid(pid) >= ccos_jail::idmap::OUTSIDE_BASE {
             pids.push(pid);
         }
     }
