@@ -379,11 +379,21 @@ fn clone_error(e: std::io::Error) -> Error {
 /// The child of clone3 inherits only the calling thread; a lock any other
 /// thread held (malloc's) would never be released there.
 fn ensure_single_threaded() -> Result<(), Error> {
-    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| Error::os("reading /proc/self/status", e))?;
-    let threads =
-        status.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|v| v.trim().parse::<u32>().ok()).unwrap_or(1);
+    let threads = thread_count().map_err(|e| Error::os("counting this process's threads", e))?;
     if threads > 1 {
         return Err(Error::MultiThreaded);
     }
     Ok(())
+}
+
+/// How many threads this process has (the `Threads:` line of
+/// /proc/self/status): whoever forks and then runs Rust code in the child
+/// must check it is 1.
+pub fn thread_count() -> std::io::Result<u32> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .ok_or_else(|| std::io::Error::other("no Threads: line in /proc/self/status"))
 }

@@ -310,17 +310,20 @@ fn expect_einval(ret: libc::c_long) -> io::Result<()> {
     }
 }
 
-/// Whether pidfds work: pidfd_open on ourselves.
-pub fn probe_pidfd() -> io::Result<()> {
-    // SAFETY: pidfd_open with our own pid and no flags; the fd is closed
-    // right away by OwnedFd.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+/// pidfd_open(2): a pidfd for `pid` (always close-on-exec).
+pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes two integers and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: the kernel just returned this fd to us.
-    drop(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
-    Ok(())
+    // SAFETY: the kernel just made this fd for us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Whether pidfds work: pidfd_open on ourselves.
+pub fn probe_pidfd() -> io::Result<()> {
+    pidfd_open(nix::unistd::getpid()).map(drop)
 }
 
 /// The Landlock ABI version this kernel offers.

@@ -151,7 +151,8 @@ impl SpawnerHandle {
     /// yet): `Ready`, or the `Error` it exits with.
     fn wait_ready(pid: Pid, sock: OwnedFd, timeout: Duration) -> Result<SpawnerHandle, SpawnerError> {
         use protocol::{Reply, ReplyFrame};
-        let pidfd = sys::pidfd_open(pid).map_err(|source| SpawnerError::Pidfd { pid: pid.as_raw(), source })?;
+        let pidfd =
+            ccos_jail::sys::pidfd_open(pid).map_err(|source| SpawnerError::Pidfd { pid: pid.as_raw(), source })?;
         let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
         let millis =
             PollTimeout::try_from(timeout.as_millis().min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX);
@@ -193,12 +194,7 @@ impl SpawnerHandle {
 
 /// Counts this process's threads the way the kernel does.
 fn ensure_single_threaded() -> Result<(), SpawnerError> {
-    let status = std::fs::read_to_string("/proc/self/status").map_err(SpawnerError::CountThreads)?;
-    let threads = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|v| v.trim().parse::<u32>().ok())
-        .ok_or_else(|| SpawnerError::CountThreads(std::io::Error::other("no Threads: line")))?;
+    let threads = ccos_jail::spawn::thread_count().map_err(SpawnerError::CountThreads)?;
     if threads > 1 {
         return Err(SpawnerError::MultiThreaded { threads });
     }

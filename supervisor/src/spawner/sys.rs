@@ -5,7 +5,7 @@ use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-use nix::unistd::{ForkResult, Pid};
+use nix::unistd::ForkResult;
 
 /// fork(2) through libc, so its at-fork bookkeeping runs (the child is a
 /// long-lived process running ordinary Rust code, unlike a child that only
@@ -19,17 +19,6 @@ pub(crate) fn fork_single_threaded() -> io::Result<ForkResult> {
     // thread; the child may then run any code, as a fork of a
     // single-threaded process may.
     Ok(unsafe { nix::unistd::fork() }?)
-}
-
-/// pidfd_open(2): a pidfd for `pid`, close-on-exec (pidfds always are).
-pub(crate) fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes two integers and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just made this fd for us; nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// Takes ownership of fds that arrived in an SCM_RIGHTS message.
