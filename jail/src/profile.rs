@@ -215,6 +215,11 @@ impl Profile {
         }
     }
 
+    /// The names of the profiles compiled into the binary.
+    pub fn shipped_names() -> impl Iterator<Item = &'static str> {
+        SHIPPED.iter().map(|(name, _)| *name)
+    }
+
     /// A profile compiled into the binary.
     pub fn shipped(name: &str) -> Result<Profile, ProfileError> {
         let text = SHIPPED

@@ -14,7 +14,7 @@
 //! call the audit events appended since the last one are published, in
 //! `seq` order, on a broadcast channel (`GET /v1/events`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -39,12 +39,39 @@ pub const SUPERVISOR_SHUTDOWN: &str = "supervisor_shutdown";
 /// How long shutdown waits for cancelled jails to report their end.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// What happens to live runs when the supervisor stops (`--on-shutdown`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnShutdown {
+    /// Cancel them (state `cancelled`, reason `supervisor_shutdown`) and
+    /// kill their jails.
+    #[default]
+    Cancel,
+    /// Leave their jails running until they end; the next supervisor
+    /// ends those still running and fails their runs
+    /// (`supervisor_restarted`), as it cannot govern them.
+    Keep,
+}
+
+impl std::str::FromStr for OnShutdown {
+    type Err = String;
+    fn from_str(s: &str) -> Result<OnShutdown, String> {
+        match s {
+            "cancel" => Ok(OnShutdown::Cancel),
+            "keep" => Ok(OnShutdown::Keep),
+            other => Err(format!("--on-shutdown must be `cancel` or `keep`, not {other:?}")),
+        }
+    }
+}
+
 /// What the daemon was started with.
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
     pub socket: PathBuf,
     pub state_dir: PathBuf,
     pub default_agent: String,
+    /// Profiles on top of the shipped ones (`--policies`).
+    pub policies: Option<PathBuf>,
+    pub on_shutdown: OnShutdown,
 }
 
 /// A failure of the run manager: a store refusal (with its API code), or
@@ -55,6 +82,9 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The profile set did not load; the message names the file and field.
+    #[error("loading profiles: {0}")]
+    Policy(String),
 }
 
 pub struct Daemon {
@@ -69,6 +99,9 @@ pub struct Daemon {
     /// The last `seq` sent on `events`.
     published: Arc<std::sync::Mutex<u64>>,
     shutting_down: AtomicBool,
+    policies: Option<PathBuf>,
+    /// The profiles runs may name, with their hashes, as last loaded.
+    profiles: std::sync::RwLock<BTreeMap<String, String>>,
 }
 
 /// How many events a slow `/v1/events` reader may fall behind before it
@@ -97,6 +130,8 @@ impl Daemon {
             events: broadcast::channel(EVENT_BUFFER).0,
             published: Arc::new(std::sync::Mutex::new(head)),
             shutting_down: AtomicBool::new(false),
+            policies: config.policies.clone(),
+            profiles: std::sync::RwLock::new(BTreeMap::new()),
         })
     }
 
@@ -106,6 +141,36 @@ impl Daemon {
 
     pub fn defaults(&self) -> &RunDefaults {
         &self.defaults
+    }
+
+    /// The profiles runs may name, with their hashes.
+    pub fn profiles(&self) -> BTreeMap<String, String> {
+        self.profiles.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// (Re)loads the profile set (the shipped profiles and the `--policies`
+    /// folder) in the spawner, which compiles them: at start, and on
+    /// SIGHUP. Audited as `policy.load` either way; on an error, which
+    /// names the file and field, the profiles in use stay.
+    pub async fn load_profiles(&self) -> Result<BTreeMap<String, String>, DaemonError> {
+        let dir = self.policies.as_ref().map(|d| d.display().to_string());
+        let loaded = self.spawner.load_profiles(self.policies.as_deref()).await;
+        let event = NewAuditEvent::new(types::POLICY_LOAD, &Actor::System).with("dir", dir);
+        let (event, result) = match loaded {
+            Ok(profiles) => {
+                let set: BTreeMap<String, String> = profiles.into_iter().map(|p| (p.name, p.hash)).collect();
+                let listed = serde_json::to_value(&set).unwrap_or_default();
+                (event.decision(crate::audit::ALLOW).with("profiles", listed), Ok(set))
+            }
+            Err(e) => {
+                let message = e.to_string();
+                (event.decision(crate::audit::DENY).with("error", message.as_str()), Err(message))
+            }
+        };
+        self.db(move |store| store.append_audit(event)).await?;
+        let set = result.map_err(DaemonError::Policy)?;
+        *self.profiles.write().unwrap_or_else(|p| p.into_inner()) = set.clone();
+        Ok(set)
     }
 
     /// Runs `f` on the store, on the blocking pool, then publishes the
@@ -151,16 +216,20 @@ impl Daemon {
         self.run_dir(run_id).join(stream)
     }
 
+    /// Records `supervisor.start`: the first event of every start.
+    pub async fn record_start(&self) -> Result<(), DaemonError> {
+        let event =
+            NewAuditEvent::new(types::SUPERVISOR_START, &Actor::System).with("version", env!("CARGO_PKG_VERSION"));
+        self.db(move |store| store.append_audit(event)).await?;
+        Ok(())
+    }
+
     /// Start-up: every run the store says is live lost its jail with the
     /// previous supervisor (this version does not re-adopt jails), so it is
     /// recorded failed; then queued runs of those sessions may start.
     pub async fn reconcile(self: &Arc<Self>) -> Result<Vec<String>, DaemonError> {
         let failed = self
             .db(|store| {
-                store.append_audit(
-                    NewAuditEvent::new(types::SUPERVISOR_START, &Actor::System)
-                        .with("version", env!("CARGO_PKG_VERSION")),
-                )?;
                 let mut failed = Vec::new();
                 for run in store.live_runs()? {
                     let exit = RunExit { code: None, signal: Some(libc::SIGKILL), reason: ExitReason::Signalled };
@@ -193,12 +262,35 @@ impl Daemon {
     /// `POST /v1/runs`.
     pub async fn create_run(self: &Arc<Self>, request: CreateRunRequest, actor: Actor) -> Result<Run, DaemonError> {
         let new = request.resolve(&self.defaults).map_err(StoreError::from)?;
+        self.check_profile(&new.profile)?;
         let run = self.db(move |store| store.create_run(&new, &actor)).await?;
         self.changed();
         if run.state == RunState::Active {
             return Ok(self.start(run).await);
         }
         Ok(run)
+    }
+
+    /// Whether the daemon can do its work: the store answers a query and
+    /// the spawner is connected. Fed to systemd's watchdog.
+    pub async fn health(&self) -> Result<(), String> {
+        self.db(|store| store.schema_version()).await.map_err(|e| format!("the store: {e}"))?;
+        if !self.spawner.is_connected() {
+            return Err("the spawner is gone".into());
+        }
+        Ok(())
+    }
+
+    /// A run may name only a loaded profile (checked again by the spawner,
+    /// as a reload may come between): a typo is a 400 now, not a failed run.
+    fn check_profile(&self, name: &str) -> Result<(), DaemonError> {
+        let profiles = self.profiles.read().unwrap_or_else(|p| p.into_inner());
+        if profiles.is_empty() || profiles.contains_key(name) {
+            return Ok(());
+        }
+        let known: Vec<&str> = profiles.keys().map(String::as_str).collect();
+        let message = format!("no profile {name:?}; loaded: {}", known.join(", "));
+        Err(StoreError::from(crate::model::RequestError::new("profile", message)).into())
     }
 
     /// Spawns an active run's jail. A failure to spawn ends the run
@@ -229,15 +321,11 @@ impl Daemon {
             Ok(spawned) => {
                 if let Some(failure) = &spawned.setup_failure {
                     // Its Exited (reason spawn_failed) follows and ends the run.
-                    eprintln!("ccos-supervisor: run {run_id}: {failure}");
+                    tracing::warn!(run_id = %run_id, "{failure}");
                 } else {
-                    let pid = spawned.pid.as_raw();
-                    let event = NewAuditEvent::new(types::RUN_START, &Actor::System)
-                        .run(&run.session_id, &run.id)
-                        .with("pid", pid)
-                        .with("profile", run.profile.as_str());
-                    if let Err(e) = self.db(move |store| store.append_audit(event)).await {
-                        eprintln!("ccos-supervisor: run {run_id}: recording run.start: {e}");
+                    let (id, pid, hash) = (run_id.clone(), spawned.pid.as_raw(), spawned.profile_hash.clone());
+                    if let Err(e) = self.db(move |store| store.record_start(&id, pid, &hash)).await {
+                        tracing::error!(run_id = %run_id, "recording run.start: {e}");
                     }
                 }
                 // Moved while the spawn was under way (the jail did not exist
@@ -252,14 +340,14 @@ impl Daemon {
                         Ok(())
                     };
                     if let Err(e) = followed {
-                        eprintln!("ccos-supervisor: run {run_id}: following `{}` after the spawn: {e}", now.state);
+                        tracing::error!(run_id = %run_id, "following `{}` after the spawn: {e}", now.state);
                     }
                     return now;
                 }
                 run
             }
             Err(message) => {
-                eprintln!("ccos-supervisor: run {run_id}: spawn failed: {message}");
+                tracing::warn!(run_id = %run_id, "spawn failed: {message}");
                 let exit = RunExit { code: None, signal: None, reason: ExitReason::SpawnFailed };
                 let reason = format!("spawn_failed: {message}");
                 let id = run_id.clone();
@@ -298,7 +386,7 @@ impl Daemon {
                     self.start(run).await;
                 }
                 Ok(None) => {}
-                Err(e) => eprintln!("ccos-supervisor: session {session_id}: starting the next queued run: {e}"),
+                Err(e) => tracing::error!(session_id = %session_id, "starting the next queued run: {e}"),
             }
         })
     }
@@ -340,7 +428,7 @@ impl Daemon {
             _ => Ok(()),
         };
         if let Err(e) = result {
-            eprintln!("ccos-supervisor: run {id}: {from} -> {}: {e}", run.state);
+            tracing::error!(run_id = %id, "{from} -> {}: {e}", run.state);
         }
         if from == RunState::Active && run.state != RunState::Active {
             self.start_next_queued(&run.session_id).await;
@@ -361,7 +449,7 @@ impl Daemon {
         if let (true, Some(run_id)) = (ingested.resumed, &ingested.run_id) {
             self.changed();
             if let Err(e) = self.spawner.thaw(run_id).await {
-                eprintln!("ccos-supervisor: run {run_id}: thawing after a message: {e}");
+                tracing::error!(run_id = %run_id, "thawing after a message: {e}");
             }
         }
         Ok(ingested)
@@ -386,7 +474,7 @@ impl Daemon {
                     tokio::spawn(async move { daemon.on_exit(run_id, &report).await });
                 }
                 SpawnerEvent::Lost { run_id, message } => {
-                    eprintln!("ccos-supervisor: run {run_id}: the spawner lost its jail: {message}");
+                    tracing::error!(run_id = %run_id, "the spawner lost its jail: {message}");
                     let exit = RunExit { code: None, signal: None, reason: ExitReason::Signalled };
                     let id = run_id.clone();
                     let ended = self
@@ -400,11 +488,11 @@ impl Daemon {
                     }
                 }
                 SpawnerEvent::Error { run_id, kind, message } => {
-                    eprintln!("ccos-supervisor: spawner error (run {run_id:?}, {kind:?}): {message}");
+                    tracing::error!(run_id = ?run_id, kind = ?kind, "spawner error: {message}");
                 }
                 SpawnerEvent::Gone(exit) => {
                     if !self.shutting_down.load(Ordering::SeqCst) {
-                        eprintln!("ccos-supervisor: the spawner exited ({exit:?}); no run can start any more");
+                        tracing::error!("the spawner exited ({exit:?}); no run can start any more");
                     }
                     break;
                 }
@@ -454,15 +542,26 @@ impl Daemon {
         match ended {
             Ok(run) => self.start_next_queued(&run.session_id).await,
             Err(DaemonError::Store(StoreError::ExitAlreadyRecorded { .. })) => {}
-            Err(e) => eprintln!("ccos-supervisor: run {run_id}: recording its exit: {e}"),
+            Err(e) => tracing::error!(run_id = %run_id, "recording its exit: {e}"),
         }
     }
 
     /// Shutdown: cancels every live run, kills its jail, waits (a while) for
     /// the exits to be recorded, and writes `supervisor.stop`.
-    pub async fn shutdown(self: &Arc<Self>) {
+    pub async fn shutdown(self: &Arc<Self>, on_shutdown: OnShutdown) {
         self.shutting_down.store(true, Ordering::SeqCst);
         let live = self.db(|store| store.live_runs()).await.unwrap_or_default();
+        if on_shutdown == OnShutdown::Keep {
+            // The runs stay as they are; the spawner keeps their jails until
+            // they end, and the next supervisor ends what is left.
+            let kept: Vec<String> = live.into_iter().map(|run| run.id).collect();
+            let stop = NewAuditEvent::new(types::SUPERVISOR_STOP, &Actor::System)
+                .with("on_shutdown", "keep")
+                .with("kept", kept);
+            let _ = self.db(move |store| store.append_audit(stop)).await;
+            self.spawner.close();
+            return;
+        }
         let mut ids = Vec::new();
         for run in live {
             let id = run.id.clone();
@@ -473,7 +572,7 @@ impl Daemon {
                 .await;
             if moved.is_ok() {
                 if let Err(e) = self.spawner.kill(&run.id).await {
-                    eprintln!("ccos-supervisor: run {}: killing at shutdown: {e}", run.id);
+                    tracing::error!(run_id = %run.id, "killing at shutdown: {e}");
                 }
                 ids.push(run.id);
             }
@@ -503,7 +602,8 @@ impl Daemon {
             let exit = RunExit { code: None, signal: Some(libc::SIGKILL), reason: ExitReason::Cancelled };
             let _ = self.db(move |store| store.record_exit(&id, &exit, None, &Actor::System)).await;
         }
-        let _ = self.db(|store| store.append_audit(NewAuditEvent::new(types::SUPERVISOR_STOP, &Actor::System))).await;
+        let stop = NewAuditEvent::new(types::SUPERVISOR_STOP, &Actor::System).with("on_shutdown", "cancel");
+        let _ = self.db(move |store| store.append_audit(stop)).await;
         self.spawner.close();
     }
 }
@@ -515,7 +615,7 @@ fn publish(store: &Store, events: &broadcast::Sender<AuditEvent>, published: &st
         let page = match store.audit_after(*last, MAX_LIMIT) {
             Ok(page) => page,
             Err(e) => {
-                eprintln!("ccos-supervisor: publishing audit events: {e}");
+                tracing::error!("publishing audit events: {e}");
                 return;
             }
         };

@@ -11,13 +11,19 @@
 //! - [`spawner`]: the single-threaded process, forked before the async
 //!   runtime, that makes jails and hands back pidfds;
 //! - [`daemon`]: the run manager, wiring the store, the spawner and the API;
-//! - [`api`]: the admin API (hyper over the Unix socket).
+//! - [`api`]: the admin API (hyper over the Unix socket);
+//! - [`systemd`], [`logging`], [`kept_spawner`]: the daemon's process
+//!   around them (socket activation and sd_notify, the log, the spawner a
+//!   previous instance kept).
 
 pub mod api;
 pub mod audit;
 pub mod client;
 pub mod daemon;
+pub mod kept_spawner;
 pub mod lifecycle;
+pub mod logging;
 pub mod model;
 pub mod spawner;
 pub mod store;
+pub mod systemd;

@@ -22,8 +22,8 @@ use serde_json::{Map, Value};
 pub use crate::lifecycle::{CompletionPredicate, RunState};
 pub use ids::{new_id, MESSAGE_PREFIX, RUN_PREFIX};
 pub use request::{
-    validate_session_id, AgentRequest, BudgetPatch, CreateRunRequest, NewRun, RequestError, RunDefaults,
-    MAX_SESSION_ID_LEN,
+    is_profile_name, validate_session_id, AgentRequest, BudgetPatch, CreateRunRequest, NewRun, RequestError,
+    RunDefaults, MAX_SESSION_ID_LEN,
 };
 pub use time::{Timestamp, TimestampError};
 

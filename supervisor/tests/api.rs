@@ -225,11 +225,15 @@ fn runs_queue_cancel_transitions_messages_and_audit() {
     let ended = d.wait_terminal(missing["id"].as_str().unwrap());
     assert_eq!((ended["state"].as_str(), ended["exit"]["reason"].as_str()), (Some("failed"), Some("spawn_failed")));
     assert!(ended["state_reason"].as_str().unwrap().contains("/nonexistent/agent"), "{ended}");
-    let bad_profile = d.create(json!({"session_id": "e", "goal": "g", "profile": "no-such-profile",
-        "agent": {"argv": ["/bin/sh", "-c", "true"]}}));
-    let ended = d.wait_terminal(bad_profile["id"].as_str().unwrap());
-    assert_eq!((ended["state"].as_str(), ended["exit"]["reason"].as_str()), (Some("failed"), Some("spawn_failed")));
-    assert!(ended["state_reason"].as_str().unwrap().contains("no-such-profile"), "{ended}");
+    // A profile that is not loaded is refused at creation, naming it.
+    let (status, err) = d.req(
+        "POST",
+        "/v1/runs",
+        Some(json!({"session_id": "e", "goal": "g", "profile": "no-such-profile",
+            "agent": {"argv": ["/bin/sh", "-c", "true"]}})),
+    );
+    assert_eq!((status, err["error"]["field"].as_str()), (400, Some("profile")), "{err}");
+    assert!(err["error"]["message"].as_str().unwrap().contains("no-such-profile"), "{err}");
     // A non-zero exit fails the run.
     let failing = d.create(json!({"session_id": "e", "goal": "g", "agent": {"argv": ["/bin/sh", "-c", "exit 3"]}}));
     let ended = d.wait_terminal(failing["id"].as_str().unwrap());

@@ -65,7 +65,7 @@ impl From<StoreError> for ApiError {
             _ => {}
         }
         if status.is_server_error() {
-            eprintln!("ccos-supervisor: {e}");
+            tracing::error!("{e}");
         }
         out
     }
@@ -75,8 +75,8 @@ impl From<DaemonError> for ApiError {
     fn from(e: DaemonError) -> ApiError {
         match e {
             DaemonError::Store(e) => e.into(),
-            DaemonError::Internal(m) => {
-                eprintln!("ccos-supervisor: {m}");
+            DaemonError::Internal(m) | DaemonError::Policy(m) => {
+                tracing::error!("{m}");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", m)
             }
         }

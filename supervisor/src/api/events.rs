@@ -55,7 +55,7 @@ async fn backlog(daemon: &Arc<Daemon>, last: &mut u64, tx: &mpsc::Sender<Bytes>)
     loop {
         let after = *last;
         let page = daemon.db(move |store| store.audit_after(after, MAX_LIMIT)).await.map_err(|e| {
-            eprintln!("ccos-supervisor: /v1/events: {e}");
+            tracing::error!("/v1/events: {e}");
         })?;
         let full = page.len() == MAX_LIMIT as usize;
         for event in page {

@@ -87,7 +87,7 @@ pub async fn serve(listener: UnixListener, daemon: Arc<Daemon>, shutdown: impl F
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
-                    eprintln!("ccos-supervisor: accept: {e}");
+                    tracing::warn!("accept: {e}");
                     // EMFILE and friends: do not spin.
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
@@ -101,7 +101,7 @@ pub async fn serve(listener: UnixListener, daemon: Arc<Daemon>, shutdown: impl F
             let std_stream = match stream.into_std() {
                 Ok(s) => s,
                 Err(e) => {
-                    eprintln!("ccos-supervisor: accept: {e}");
+                    tracing::warn!("accept: {e}");
                     return;
                 }
             };
@@ -111,16 +111,16 @@ pub async fn serve(listener: UnixListener, daemon: Arc<Daemon>, shutdown: impl F
                 Ok(Ok((peer, std_stream))) => match UnixStream::from_std(std_stream) {
                     Ok(stream) => (peer, stream),
                     Err(e) => {
-                        eprintln!("ccos-supervisor: accept: {e}");
+                        tracing::warn!("accept: {e}");
                         return;
                     }
                 },
                 Ok(Err(e)) => {
-                    eprintln!("ccos-supervisor: SO_PEERCRED: {e}");
+                    tracing::warn!("SO_PEERCRED: {e}");
                     return;
                 }
                 Err(e) => {
-                    eprintln!("ccos-supervisor: SO_PEERCRED: {e}");
+                    tracing::warn!("SO_PEERCRED: {e}");
                     return;
                 }
             };
@@ -135,7 +135,7 @@ pub async fn serve(listener: UnixListener, daemon: Arc<Daemon>, shutdown: impl F
                 .await;
             if let Err(e) = served {
                 if !e.is_incomplete_message() && !e.is_timeout() {
-                    eprintln!("ccos-supervisor: connection from uid {}: {e}", peer.uid);
+                    tracing::debug!(uid = peer.uid, "connection: {e}");
                 }
             }
         });

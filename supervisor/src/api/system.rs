@@ -27,6 +27,7 @@ pub fn info(daemon: &Arc<Daemon>) -> Response {
             "api_version": 1,
             "schema_version": SCHEMA_VERSION,
             "cgroup_version": daemon.cgroup_version(),
+            "profiles": daemon.profiles(),
             "limits": {
                 "max_body_bytes": MAX_BODY,
                 "max_list_limit": MAX_LIMIT,

@@ -1,33 +1,53 @@
 //! `ccos-supervisor`: the daemon. Forks the spawner while still
-//! single-threaded, then starts tokio, opens the store, reconciles runs left
-//! live by a previous instance, binds the admin socket and serves until
-//! SIGTERM or SIGINT, when it stops accepting, cancels the live runs and
-//! exits 0.
+//! single-threaded, then starts tokio, opens the store, loads the
+//! profiles, reconciles runs left live by a previous instance, serves the
+//! admin API on its socket (its own, or the one systemd passed) and tells
+//! systemd it is ready. SIGHUP reloads the profiles; SIGTERM or SIGINT stop
+//! accepting, cancel or keep the live runs (`--on-shutdown`) and exit 0.
 
 use std::io::ErrorKind;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use ccos_supervisor::api::{self, ADMIN_GROUP};
-use ccos_supervisor::daemon::{Daemon, DaemonConfig};
+use ccos_supervisor::daemon::{Daemon, DaemonConfig, OnShutdown};
 use ccos_supervisor::spawner::{Spawner, SpawnerConfig, SpawnerHandle};
 use ccos_supervisor::store::Store;
+use ccos_supervisor::systemd::{self, Notifier};
+use ccos_supervisor::{kept_spawner, logging};
 use tokio::net::UnixListener;
 use tokio::signal::unix::{signal, SignalKind};
 
-const USAGE: &str = "usage: ccos-supervisor [--socket PATH] [--state-dir DIR] [--default-agent ARGV0]
+const USAGE: &str = "usage: ccos-supervisor [--socket PATH] [--state-dir DIR] [--policies DIR] [--default-agent ARGV0]
+                       [--on-shutdown cancel|keep]
 
-  --socket PATH          the admin socket (CCOS_SOCKET; default /run/ccos/ccos.sock)
+  --socket PATH          the admin socket (CCOS_SOCKET; default /run/ccos/ccos.sock), unless
+                         systemd passes one (socket activation)
   --state-dir DIR        the state directory (CCOS_STATE_DIR; default /var/lib/ccos)
-  --default-agent ARGV0  the agent of runs that name none (CCOS_DEFAULT_AGENT; default ccos-agent)";
+  --policies DIR         jail profiles (*.toml, named by file stem) on top of the shipped
+                         default and strict (CCOS_POLICIES; default none); SIGHUP reloads them
+  --default-agent ARGV0  the agent of runs that name none (CCOS_DEFAULT_AGENT; default ccos-agent)
+  --on-shutdown WHAT     on SIGTERM, `cancel` live runs (default) or `keep` their jails running
+                         until they end (CCOS_ON_SHUTDOWN)
 
-fn parse_args() -> Result<DaemonConfig, String> {
+  CCOS_LOG filters the log (default info); under systemd it goes to journald.";
+
+/// The daemon's configuration and what only main needs.
+struct Args {
+    daemon: DaemonConfig,
+}
+
+fn parse_args() -> Result<Args, String> {
     let env = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
     let mut config = DaemonConfig {
         socket: env("CCOS_SOCKET", "/run/ccos/ccos.sock").into(),
         state_dir: env("CCOS_STATE_DIR", "/var/lib/ccos").into(),
         default_agent: env("CCOS_DEFAULT_AGENT", "ccos-agent"),
+        policies: std::env::var_os("CCOS_POLICIES").filter(|v| !v.is_empty()).map(PathBuf::from),
+        on_shutdown: env("CCOS_ON_SHUTDOWN", "cancel").parse().map_err(|e| format!("CCOS_ON_SHUTDOWN: {e}"))?,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -40,6 +60,8 @@ fn parse_args() -> Result<DaemonConfig, String> {
             "--socket" => config.socket = PathBuf::from(value()?),
             "--state-dir" => config.state_dir = PathBuf::from(value()?),
             "--default-agent" => config.default_agent = value()?,
+            "--policies" => config.policies = Some(PathBuf::from(value()?)),
+            "--on-shutdown" => config.on_shutdown = value()?.parse()?,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -54,42 +76,56 @@ fn parse_args() -> Result<DaemonConfig, String> {
     if config.default_agent.is_empty() {
         return Err("--default-agent must not be empty".into());
     }
-    Ok(config)
+    Ok(Args { daemon: config })
 }
 
 fn main() -> ExitCode {
-    let config = match parse_args() {
-        Ok(config) => config,
+    let args = match parse_args() {
+        Ok(args) => args,
         Err(e) => {
             eprintln!("ccos-supervisor: {e}");
             return ExitCode::from(2);
         }
     };
-    // First, while this process has one thread.
-    let spawner = match Spawner::fork_before_runtime(SpawnerConfig::default()) {
-        Ok(handle) => handle,
-        Err(e) => {
-            eprintln!("ccos-supervisor: starting the spawner: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("ccos-supervisor: building the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(config, spawner)) {
+    match start(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ccos-supervisor: {e}");
+            tracing::error!("{e}");
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run(config: DaemonConfig, spawner: SpawnerHandle) -> Result<(), String> {
+/// Everything that must happen while the process has one thread, then the
+/// runtime.
+fn start(args: Args) -> Result<(), String> {
+    let config = args.daemon;
+    let log_target = logging::init();
+    // Both change or read process-wide state: before any thread.
+    let activated = systemd::take_listener()?;
+    let notifier = Notifier::from_env()?;
+    std::fs::create_dir_all(&config.state_dir)
+        .map_err(|e| format!("creating the state directory {}: {e}", config.state_dir.display()))?;
+    if let Some(pid) = kept_spawner::stop_previous(&config.state_dir)? {
+        tracing::info!("ended the jails a previous supervisor kept (its spawner, pid {pid})");
+    }
+    let spawner_config = SpawnerConfig { keep_on_exit: config.on_shutdown == OnShutdown::Keep, ..Default::default() };
+    let spawner = Spawner::fork_before_runtime(spawner_config).map_err(|e| format!("starting the spawner: {e}"))?;
+    kept_spawner::record(&config.state_dir, spawner.pid())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("building the async runtime: {e}"))?;
+    tracing::debug!(?log_target, "logging");
+    runtime.block_on(run(config, spawner, activated, notifier))
+}
+
+async fn run(
+    config: DaemonConfig,
+    spawner: SpawnerHandle,
+    activated: Option<std::os::unix::net::UnixListener>,
+    notifier: Option<Notifier>,
+) -> Result<(), String> {
     let cgroup_version = spawner.cgroup_mode().version();
     let (client, events) = spawner.connect().map_err(|e| format!("connecting to the spawner: {e}"))?;
     let state_dir = config.state_dir.clone();
@@ -99,33 +135,102 @@ async fn run(config: DaemonConfig, spawner: SpawnerHandle) -> Result<(), String>
         .map_err(|e| format!("opening the store: {e}"))?;
     let daemon = Daemon::new(store, client, &config, cgroup_version);
     let events_task = tokio::spawn(daemon.clone().handle_events(events));
+    daemon.record_start().await.map_err(|e| format!("recording the start: {e}"))?;
+    // A broken policies folder stops the start: runs would fail one by one.
+    let profiles = daemon.load_profiles().await.map_err(|e| e.to_string())?;
+    tracing::info!("profiles: {}", profiles.keys().cloned().collect::<Vec<_>>().join(", "));
     let failed = daemon.reconcile().await.map_err(|e| format!("reconciling runs: {e}"))?;
     for run_id in &failed {
-        eprintln!(
-            "ccos-supervisor: run {run_id} was live when the supervisor stopped: now failed (supervisor_restarted)"
-        );
+        tracing::warn!(run_id = %run_id, "was live when the supervisor stopped: now failed (supervisor_restarted)");
     }
 
-    let listener = bind(&config.socket)?;
+    let (listener, bound) = match activated {
+        Some(listener) => {
+            listener.set_nonblocking(true).map_err(|e| format!("the socket systemd passed: {e}"))?;
+            let listener = UnixListener::from_std(listener).map_err(|e| format!("the socket systemd passed: {e}"))?;
+            (listener, None)
+        }
+        None => (bind(&config.socket)?, Some(config.socket.clone())),
+    };
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
-    let shutdown = async move {
-        tokio::select! {
-            _ = sigterm.recv() => {}
-            _ = sigint.recv() => {}
+    let mut sighup = signal(SignalKind::hangup()).map_err(|e| format!("SIGHUP handler: {e}"))?;
+    let notifier = notifier.map(Arc::new);
+    let shutdown = {
+        let (daemon, notifier) = (daemon.clone(), notifier.clone());
+        async move {
+            loop {
+                tokio::select! {
+                    _ = sigterm.recv() => break,
+                    _ = sigint.recv() => break,
+                    _ = sighup.recv() => reload(&daemon, notifier.as_deref()).await,
+                }
+            }
         }
     };
-    eprintln!("ccos-supervisor: serving on {} (cgroup v{cgroup_version})", config.socket.display());
+    let watchdog = match (notifier.clone(), systemd::watchdog_interval()) {
+        (Some(notifier), Some(every)) => Some(tokio::spawn(watchdog(daemon.clone(), notifier, every))),
+        _ => None,
+    };
+    match &bound {
+        Some(path) => tracing::info!("serving on {} (cgroup v{cgroup_version})", path.display()),
+        None => tracing::info!("serving on the socket systemd passed (cgroup v{cgroup_version})"),
+    }
+    notify(notifier.as_deref(), "READY=1\nSTATUS=serving");
     api::serve(listener, daemon.clone(), shutdown).await;
 
-    eprintln!("ccos-supervisor: stopping: cancelling live runs");
-    let _ = std::fs::remove_file(&config.socket);
-    daemon.shutdown().await;
+    notify(notifier.as_deref(), "STOPPING=1");
+    if let Some(task) = watchdog {
+        task.abort();
+    }
+    match config.on_shutdown {
+        OnShutdown::Cancel => tracing::info!("stopping: cancelling live runs"),
+        OnShutdown::Keep => tracing::info!("stopping: live runs keep running (--on-shutdown keep)"),
+    }
+    // systemd owns the socket it passed (and keeps it for the next start).
+    if let Some(path) = bound {
+        let _ = std::fs::remove_file(path);
+    }
+    daemon.shutdown(config.on_shutdown).await;
     drop(daemon);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), events_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), events_task).await;
     Ok(())
 }
 
+/// SIGHUP: reloads the profiles; a broken set is refused, the old one stays.
+async fn reload(daemon: &Arc<Daemon>, notifier: Option<&Notifier>) {
+    notify(notifier, "RELOADING=1");
+    match daemon.load_profiles().await {
+        Ok(profiles) => {
+            tracing::info!("reloaded profiles: {}", profiles.keys().cloned().collect::<Vec<_>>().join(", "))
+        }
+        Err(e) => tracing::error!("SIGHUP: {e}; the profiles in use stay"),
+    }
+    notify(notifier, "READY=1");
+}
+
+/// WATCHDOG=1 every `every` while the daemon is healthy: its store answers
+/// and its spawner is there. A stuck or broken daemon stops sending, and
+/// systemd restarts it.
+async fn watchdog(daemon: Arc<Daemon>, notifier: Arc<Notifier>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        ticks.tick().await;
+        match tokio::time::timeout(every, daemon.health()).await {
+            Ok(Ok(())) => notify(Some(&notifier), "WATCHDOG=1"),
+            Ok(Err(why)) => tracing::error!("unhealthy, not feeding the watchdog: {why}"),
+            Err(_) => tracing::error!("the health check took over {every:?}, not feeding the watchdog"),
+        }
+    }
+}
+
+fn notify(notifier: Option<&Notifier>, state: &str) {
+    if let Some(notifier) = notifier {
+        if let Err(e) = notifier.notify(state) {
+            tracing::warn!("sd_notify({}): {e}", state.replace('\n', " "));
+        }
+    }
+}
 /// Binds the admin socket: a stale socket file is removed (a live one, that
 /// another daemon answers on, is refused), mode 0660, group `ccos` if it
 /// exists.

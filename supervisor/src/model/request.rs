@@ -197,11 +197,17 @@ fn validate_agent(agent: AgentSpec) -> Result<AgentSpec, RequestError> {
 
 // A profile names a file under the policies directory: no path separators.
 fn validate_profile_name(profile: String) -> Result<String, RequestError> {
-    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    if profile.is_empty() || profile.starts_with('.') || !profile.chars().all(ok_char) {
+    if !is_profile_name(&profile) {
         return Err(RequestError::new("profile", format!("not a profile name: {profile:?}")));
     }
     Ok(profile)
+}
+
+/// A profile name: letters, digits, `-`, `_` and `.`, not starting with a
+/// dot, so it can never be a path (it names `<policies>/<name>.toml`).
+pub fn is_profile_name(name: &str) -> bool {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    !name.is_empty() && !name.starts_with('.') && name.chars().all(ok_char)
 }
 
 #[cfg(test)]

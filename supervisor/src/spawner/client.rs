@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -30,7 +31,9 @@ use tokio::io::Interest;
 use tokio::sync::{mpsc, oneshot};
 
 use super::fdpass::{self, Received};
-use super::protocol::{self, ErrorKind, Reply, ReplyFrame, Request, RequestFrame, RequestId, RunUsage, SpawnRequest};
+use super::protocol::{
+    self, ErrorKind, LoadedProfile, Reply, ReplyFrame, Request, RequestFrame, RequestId, RunUsage, SpawnRequest,
+};
 use super::{sys, SpawnerError, SpawnerHandle};
 
 /// A jail the spawner made.
@@ -42,6 +45,8 @@ pub struct Spawned {
     /// A pidfd of the jail's init: readable once the jail has ended, and
     /// usable with pidfd_send_signal. Only the spawner reaps the jail.
     pub pidfd: OwnedFd,
+    /// The hash of the profile the jail was made with.
+    pub profile_hash: String,
     /// Set when the jail failed before the program's execve; its `Exited`
     /// (reason `spawn_failed`) follows.
     pub setup_failure: Option<SetupFailure>,
@@ -157,12 +162,12 @@ impl SpawnerClient {
     pub async fn spawn(&self, request: SpawnRequest) -> Result<Spawned, SpawnerError> {
         let answer = self.call("spawn", Request::Spawn(Box::new(request))).await?;
         match answer.reply {
-            Reply::Spawned { run_id, pid, setup_failure } => {
+            Reply::Spawned { run_id, pid, profile_hash, setup_failure } => {
                 let pidfd = answer.fd.ok_or_else(|| SpawnerError::Protocol {
                     what: "spawn",
                     reply: format!("Spawned for run {run_id} without a pidfd"),
                 })?;
-                Ok(Spawned { run_id, pid: Pid::from_raw(pid), pidfd, setup_failure })
+                Ok(Spawned { run_id, pid: Pid::from_raw(pid), pidfd, profile_hash, setup_failure })
             }
             other => Err(refused_or_unexpected("spawn", other)),
         }
@@ -192,6 +197,20 @@ impl SpawnerClient {
             Reply::Usage { usage, .. } => Ok(usage),
             other => Err(refused_or_unexpected("usage", other)),
         }
+    }
+
+    /// Makes the shipped profiles and `dir`'s files the set runs may name;
+    /// on an error (which names the file and field) the old set stays.
+    pub async fn load_profiles(&self, dir: Option<&Path>) -> Result<Vec<LoadedProfile>, SpawnerError> {
+        match self.call("load profiles", Request::LoadProfiles { dir: dir.map(Path::to_path_buf) }).await?.reply {
+            Reply::Profiles { profiles } => Ok(profiles),
+            other => Err(refused_or_unexpected("load profiles", other)),
+        }
+    }
+
+    /// Whether the spawner is still there to answer (its socket is open).
+    pub fn is_connected(&self) -> bool {
+        !self.inner.shared.pending().closed
     }
 
     /// Closes the daemon's end of the socket now, for every clone: the

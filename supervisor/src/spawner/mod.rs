@@ -31,6 +31,7 @@
 
 pub mod client;
 mod fdpass;
+pub mod profile_set;
 pub mod protocol;
 mod server;
 mod sys;
@@ -44,7 +45,7 @@ use nix::sys::socket::{socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use nix::unistd::{ForkResult, Pid};
 
 pub use client::{Spawned, SpawnerClient, SpawnerEvent, SpawnerEvents, SpawnerExit};
-pub use protocol::{Bind, ErrorKind, RunLimits, RunUsage, SpawnRequest};
+pub use protocol::{Bind, ErrorKind, LoadedProfile, RunLimits, RunUsage, SpawnRequest};
 
 /// How the spawner is set up.
 #[derive(Debug, Clone)]

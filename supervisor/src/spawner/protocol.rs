@@ -17,6 +17,8 @@
 //!   `setup_failure`): it exists until it is reaped. Every `Spawned` run is
 //!   later followed by exactly one `Exited` (or, if reaping itself failed,
 //!   `Lost`), never before its `Spawned`.
+//! - `LoadProfiles` is answered by `Profiles` (the whole new set, which
+//!   replaces the old one) or `Error` (the old set stays).
 //! - `Signal`, `Kill`, `Freeze`, `Thaw` are answered by `Ok` or `Error`;
 //!   `Usage` by `Usage` or `Error`. A run is known from its `Spawned` until
 //!   its `Exited`; after that it is an unknown run.
@@ -81,17 +83,27 @@ pub enum Request {
     Usage {
         run_id: String,
     },
+    /// Load the shipped profiles and every `*.toml` in `dir` (a file's stem
+    /// is its name; it overrides a shipped profile of that name), compiling
+    /// their seccomp filters. All or nothing: one broken file refuses the
+    /// load and the profiles in use stay. Until the first load, `Spawn`
+    /// takes shipped names and profile paths, loaded on first use.
+    LoadProfiles {
+        dir: Option<PathBuf>,
+    },
 }
 
 impl Request {
-    pub fn run_id(&self) -> &str {
+    /// The run the request is about; `None` for requests about no run.
+    pub fn run_id(&self) -> Option<&str> {
         match self {
-            Request::Spawn(s) => &s.run_id,
+            Request::Spawn(s) => Some(&s.run_id),
             Request::Signal { run_id, .. }
             | Request::Kill { run_id }
             | Request::Freeze { run_id }
             | Request::Thaw { run_id }
-            | Request::Usage { run_id } => run_id,
+            | Request::Usage { run_id } => Some(run_id),
+            Request::LoadProfiles { .. } => None,
         }
     }
 }
@@ -189,6 +201,9 @@ pub enum Reply {
     Spawned {
         run_id: String,
         pid: i32,
+        /// The hash of the profile the jail was made with
+        /// (`ccos_jail::profile::Profile::hash`).
+        profile_hash: String,
         setup_failure: Option<SetupFailure>,
     },
     /// Event: the jail ended and was reaped.
@@ -210,12 +225,25 @@ pub enum Reply {
         run_id: String,
         usage: RunUsage,
     },
+    /// Answers `LoadProfiles`: every profile now in use, by name.
+    Profiles {
+        profiles: Vec<LoadedProfile>,
+    },
     /// The request was refused or failed; nothing was started by it.
     Error {
         run_id: Option<String>,
         kind: ErrorKind,
         message: String,
     },
+}
+
+/// One profile the spawner loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadedProfile {
+    pub name: String,
+    /// `<shipped NAME>` or the file it came from.
+    pub origin: String,
+    pub hash: String,
 }
 
 /// Why a request failed, for the daemon to map onto its API's answers.
@@ -365,7 +393,15 @@ mod tests {
         };
         for frame in [
             ReplyFrame { id: None, reply: Reply::Exited { run_id: "r1".into(), report } },
-            ReplyFrame { id: Some(1), reply: Reply::Spawned { run_id: "r1".into(), pid: 42, setup_failure: None } },
+            ReplyFrame {
+                id: Some(1),
+                reply: Reply::Spawned {
+                    run_id: "r1".into(),
+                    pid: 42,
+                    profile_hash: "sha256:00".into(),
+                    setup_failure: None,
+                },
+            },
             ReplyFrame {
                 id: Some(2),
                 reply: Reply::Error { run_id: None, kind: ErrorKind::BadRequest, message: "x".into() },

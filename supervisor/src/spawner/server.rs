@@ -30,8 +30,10 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::MsgFlags;
 use nix::unistd::Pid;
 
-use super::protocol::{self, ErrorKind, Reply, ReplyFrame, Request, RequestFrame, RequestId, SpawnRequest};
-use super::{fdpass, sys, SpawnerConfig};
+use super::protocol::{
+    self, ErrorKind, LoadedProfile, Reply, ReplyFrame, Request, RequestFrame, RequestId, SpawnRequest,
+};
+use super::{fdpass, profile_set, sys, SpawnerConfig};
 
 /// Run groups are `run-<spawner pid>-<run id>`: the pid says whose they
 /// are, so a new spawner can tell a dead one's leftovers from groups that
@@ -59,6 +61,7 @@ pub(super) fn run(sock: OwnedFd, config: &SpawnerConfig, daemon: Pid) -> ! {
                 keep_on_exit: config.keep_on_exit,
                 cgroups,
                 profiles: HashMap::new(),
+                profiles_loaded: false,
                 jails: BTreeMap::new(),
                 outbox: VecDeque::new(),
                 buf: vec![0u8; protocol::MAX_MESSAGE],
@@ -111,8 +114,10 @@ struct Server {
     me: Pid,
     keep_on_exit: bool,
     cgroups: Cgroups,
-    /// Profiles by the name or path they were asked for, loaded once.
+    /// Profiles by the name (or path) they are asked for.
     profiles: HashMap<String, Arc<Profile>>,
+    /// Whether `LoadProfiles` made `profiles` the whole set of names.
+    profiles_loaded: bool,
     jails: BTreeMap<String, Live>,
     outbox: VecDeque<Outgoing>,
     buf: Vec<u8>,
@@ -227,7 +232,9 @@ impl Server {
         fds.extend(self.jails.values().map(|l| PollFd::new(l.jail.pidfd.as_fd(), PollFlags::POLLIN)));
         match poll(&mut fds, timeout) {
             Ok(_) => {}
-            Err(Errno::EINTR) => return Ok(Ready { signalled: false, sock: PollFlags::empty(), ended: Vec::new() }),
+            Err(Errno::EINTR) => {
+                return Ok(Ready { signalled: false, terminate: false, sock: PollFlags::empty(), ended: Vec::new() })
+            }
             Err(e) => return Err(e),
         }
         let revents = |fd: &PollFd<'_>| fd.revents().unwrap_or(PollFlags::empty());
@@ -239,7 +246,7 @@ impl Server {
             .map(|(k, _)| k.clone())
             .collect();
         let sock = if serving { revents(&fds[1]) } else { PollFlags::empty() };
-        let ready = Ready { signalled: !revents(&fds[0]).is_empty(), sock, ended };
+        let mut ready = Ready { signalled: !revents(&fds[0]).is_empty(), terminate: false, sock, ended };
         drop(fds);
         if ready.signalled {
             while let Ok(Some(info)) = self.signals.read_signal() {
@@ -248,6 +255,12 @@ impl Server {
                         "ccos-spawner: ignoring signal {} from pid {}: the supervisor decides when jails end",
                         info.ssi_signo, info.ssi_pid
                     );
+                } else if [libc::SIGTERM, libc::SIGINT].contains(&(info.ssi_signo as i32))
+                    // Not the daemon's death signal (PR_SET_PDEATHSIG), which
+                    // the kernel sends in the dying daemon's name.
+                    && info.ssi_pid as i32 != self.daemon.as_raw()
+                {
+                    ready.terminate = true;
                 }
             }
         }
@@ -332,7 +345,7 @@ impl Server {
                 return;
             }
         };
-        let run_id = request.run_id().to_string();
+        let run_id = request.run_id().map(str::to_string);
         let answer = match request {
             Request::Spawn(spawn) => self.spawn(*spawn),
             Request::Signal { run_id, signal } => self.signal(&run_id, signal).map(|()| (Reply::Ok { run_id }, None)),
@@ -340,12 +353,11 @@ impl Server {
             Request::Freeze { run_id } => self.freeze(&run_id, true).map(|()| (Reply::Ok { run_id }, None)),
             Request::Thaw { run_id } => self.freeze(&run_id, false).map(|()| (Reply::Ok { run_id }, None)),
             Request::Usage { run_id } => self.usage(&run_id).map(|usage| (Reply::Usage { run_id, usage }, None)),
+            Request::LoadProfiles { dir } => self.load_profiles(dir.as_deref()).map(|profiles| (profiles, None)),
         };
         match answer {
             Ok((reply, fd)) => self.queue(Some(id), reply, fd),
-            Err(Refusal { kind, message }) => {
-                self.queue(Some(id), Reply::Error { run_id: Some(run_id), kind, message }, None)
-            }
+            Err(Refusal { kind, message }) => self.queue(Some(id), Reply::Error { run_id, kind, message }, None),
         }
     }
 
@@ -374,6 +386,7 @@ impl Server {
 
         // The jail's description; its stdio are files opened here, so the
         // program never gets a path to them.
+        let profile_hash = profile.hash.clone();
         let mut spec = JailSpec::new(profile, req.argv);
         spec.env = req.env;
         spec.binds =
@@ -408,22 +421,42 @@ impl Server {
         let reply = Reply::Spawned {
             run_id: req.run_id.clone(),
             pid: jail.pid.as_raw(),
+            profile_hash: profile_hash.clone(),
             setup_failure: jail.setup_failure().cloned(),
         };
         self.jails.insert(req.run_id, Live { jail, deadline });
         Ok((reply, Some(pidfd)))
     }
 
-    /// A profile by name or path, loaded (and its seccomp filter compiled)
-    /// the first time it is asked for. Kept for the spawner's life: a
-    /// changed file takes effect with a new spawner.
+    /// A profile by name: from the set `LoadProfiles` made, or, before
+    /// any load (and for paths), loaded and compiled the first time it is
+    /// asked for and kept until the next load.
     fn profile(&mut self, name: &str) -> Result<Arc<Profile>, Refusal> {
         if let Some(p) = self.profiles.get(name) {
             return Ok(p.clone());
         }
+        let is_path = name.contains('/') || name.ends_with(".toml");
+        if self.profiles_loaded && !is_path {
+            let mut known: Vec<&str> = self.profiles.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            return Err(refuse(ErrorKind::Profile, format!("no profile {name:?} (loaded: {})", known.join(", "))));
+        }
         let profile = Arc::new(Profile::resolve(name).map_err(|e| refuse(ErrorKind::Profile, e.to_string()))?);
         self.profiles.insert(name.to_string(), profile.clone());
         Ok(profile)
+    }
+
+    /// Replaces the profile set with the shipped profiles and `dir`'s
+    /// files, or keeps it if any of them fails to load.
+    fn load_profiles(&mut self, dir: Option<&Path>) -> Result<Reply, Refusal> {
+        let loaded = profile_set::load(dir).map_err(|e| refuse(ErrorKind::Profile, e))?;
+        let profiles = loaded
+            .iter()
+            .map(|(name, p)| LoadedProfile { name: name.clone(), origin: p.origin.clone(), hash: p.hash.clone() })
+            .collect();
+        self.profiles = loaded.into_iter().map(|(name, p)| (name, Arc::new(p))).collect();
+        self.profiles_loaded = true;
+        Ok(Reply::Profiles { profiles })
     }
 
     fn live(&mut self, run_id: &str) -> Result<&mut Live, Refusal> {
@@ -513,13 +546,16 @@ impl Server {
         if self.keep_on_exit {
             eprintln!(
                 "ccos-spawner: {why}; {} jail(s) keep running (keep on exit), with this process as their parent \
-                 until they end (SIGKILL to it kills them all)",
+                 until they end (SIGTERM to it ends them all)",
                 self.jails.len()
             );
-            self.linger();
-            return 0;
+            if self.linger() {
+                return 0;
+            }
+            eprintln!("ccos-spawner: asked to stop; killing {} kept jail(s)", self.jails.len());
+        } else {
+            eprintln!("ccos-spawner: {why}; killing {} jail(s)", self.jails.len());
         }
-        eprintln!("ccos-spawner: {why}; killing {} jail(s)", self.jails.len());
         let mut jails: Vec<Live> = std::mem::take(&mut self.jails).into_values().collect();
         for live in &mut jails {
             live.jail.kill(EndReason::Killed);
@@ -534,15 +570,17 @@ impl Server {
     /// jail's init dies with its parent (PR_SET_PDEATHSIG, set by the jail
     /// library). So the spawner stays, without a socket, enforcing time
     /// limits and reaping, and logs each outcome as there is no one to
-    /// send it to.
-    fn linger(&mut self) {
+    /// send it to. Returns true once they all ended; false when SIGTERM or
+    /// SIGINT asks to end the ones left (a restarted supervisor, which
+    /// cannot govern them, does so) or polling fails.
+    fn linger(&mut self) -> bool {
         self.outbox.clear();
         while !self.jails.is_empty() {
             let ready = match self.wait(false) {
                 Ok(ready) => ready,
                 Err(e) => {
-                    eprintln!("ccos-spawner: poll: {e}; leaving {} jail(s) to die with this process", self.jails.len());
-                    return;
+                    eprintln!("ccos-spawner: poll: {e}");
+                    return false;
                 }
             };
             for run_id in ready.ended {
@@ -554,8 +592,12 @@ impl Server {
                     other => eprintln!("ccos-spawner: kept run {run_id}: {other:?}"),
                 }
             }
+            if ready.terminate {
+                return false;
+            }
             self.enforce_time_limits();
         }
+        true
     }
 }
 
@@ -563,6 +605,8 @@ impl Server {
 #[derive(Debug)]
 struct Ready {
     signalled: bool,
+    /// SIGTERM or SIGINT came once the daemon was gone: end the kept jails.
+    terminate: bool,
     /// The socket's events (none when not polled).
     sock: PollFlags,
     /// Runs whose jail ended.

@@ -292,6 +292,26 @@ impl Store {
         })
     }
 
+    /// Records that the run's jail started: the hash of the profile it
+    /// runs under (as the spawner compiled it) on the run, and `run.start`
+    /// with the jail's pid, in one transaction.
+    pub fn record_start(&self, run_id: &str, pid: i32, profile_hash: &str) -> Result<Run> {
+        let now = Timestamp::now();
+        self.write(|tx| {
+            let mut run = load_run(tx, run_id)?;
+            run.profile_hash = Some(profile_hash.to_owned());
+            run.updated_at = now;
+            save_run(tx, &run)?;
+            let event = NewAuditEvent::new(types::RUN_START, &Actor::System)
+                .run(&run.session_id, &run.id)
+                .with("pid", pid)
+                .with("profile", run.profile.as_str())
+                .with("profile_hash", profile_hash);
+            audit::append(tx, event, now)?;
+            Ok(run)
+        })
+    }
+
     /// Updates the run's usage (the budget module's meters) as one atomic
     /// read-modify-write: `update` sees the run as stored now (its usage, its
     /// budget window, its state) and returns the new usage. So concurrent

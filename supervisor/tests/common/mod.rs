@@ -38,22 +38,41 @@ impl DaemonProcess {
     /// Starts the daemon in `dir`; returns once `ready(socket)` says it
     /// serves (or panics with its log if it exits or takes over 20 s).
     pub fn start(dir: &Path, ready: impl Fn(&Path) -> bool) -> DaemonProcess {
-        let socket = dir.join("ccos.sock");
-        let state = dir.join("state");
-        let log = dir.join("daemon.log");
-        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_ccos-supervisor"))
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--state-dir")
-            .arg(&state)
-            .env_remove("CCOS_SOCKET")
-            .env_remove("CCOS_STATE_DIR")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file)
-            .spawn()
-            .expect("starting ccos-supervisor");
+        Self::start_with(dir, |_| {}, ready)
+    }
+
+    /// [`DaemonProcess::start`], with `configure` adding arguments or
+    /// environment to the daemon's command.
+    pub fn start_with(
+        dir: &Path,
+        configure: impl FnOnce(&mut Command),
+        ready: impl Fn(&Path) -> bool,
+    ) -> DaemonProcess {
+        let mut command = Self::command(dir);
+        configure(&mut command);
+        Self::spawn(command, dir, ready)
+    }
+
+    /// The daemon's command line for `dir`: its socket, state directory and
+    /// log there, and none of the `CCOS_*` variables of the caller.
+    pub fn command(dir: &Path) -> Command {
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("daemon.log")).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ccos-supervisor"));
+        command.arg("--socket").arg(dir.join("ccos.sock")).arg("--state-dir").arg(dir.join("state"));
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("CCOS_") {
+                command.env_remove(name);
+            }
+        }
+        command.stdin(Stdio::null()).stdout(log_file.try_clone().unwrap()).stderr(log_file);
+        command
+    }
+
+    /// Starts `command` (from [`DaemonProcess::command`], possibly wrapped)
+    /// and waits until `ready`.
+    pub fn spawn(mut command: Command, dir: &Path, ready: impl Fn(&Path) -> bool) -> DaemonProcess {
+        let (socket, state, log) = (dir.join("ccos.sock"), dir.join("state"), dir.join("daemon.log"));
+        let child = command.spawn().expect("starting ccos-supervisor");
         let mut d = DaemonProcess { child: Some(child), socket, state, log };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
