@@ -295,6 +295,30 @@ fn limits_are_written_and_read_back() {
 }
 
 #[test]
+fn limits_of_a_live_group_are_raised_cut_and_lifted() {
+    if !root_or_skip("limits_of_a_live_group_are_raised_cut_and_lifted") {
+        return;
+    }
+    for b in backends(false) {
+        let limits = CgroupLimits { memory_max: Some(64 * MIB), pids_max: Some(16), cpus: None };
+        let g = b.cgroups.create(&name("update", &b), &limits).expect("create");
+        let memsw = file_of(&g, Controller::Memory, "memory.memsw.limit_in_bytes");
+        // Raise (on v1 memsw must move first), cut (memory first), lift.
+        for (memory, pids) in [(Some(128 * MIB), Some(32)), (Some(32 * MIB), Some(8)), (None, None)] {
+            g.update_limits(memory, pids).unwrap_or_else(|e| panic!("{memory:?} {pids:?}: {e}"));
+            let now = g.limits().unwrap();
+            assert_eq!((now.memory_max, now.pids_max), (memory, pids));
+            if g.mode() == Mode::V1 && memsw.exists() {
+                assert_eq!(read_trim(&memsw), read_trim(&file_of(&g, Controller::Memory, "memory.limit_in_bytes")));
+            }
+        }
+        let err = g.update_limits(Some(0), None).unwrap_err();
+        assert!(err.to_string().contains("memory_max"), "{err}");
+        g.remove().expect("remove");
+    }
+}
+
+#[test]
 fn a_limit_without_its_controller_fails_by_name_and_leaves_nothing() {
     if !root_or_skip("a_limit_without_its_controller_fails_by_name_and_leaves_nothing") {
         return;

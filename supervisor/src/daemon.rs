@@ -407,8 +407,17 @@ impl Daemon {
         actor: Actor,
     ) -> Result<Transitioned, DaemonError> {
         let id = run_id.clone();
+        let new_budget = budget.is_some();
         let moved = self.db(move |store| store.transition(&id, to, reason.as_deref(), &actor, budget.as_ref())).await?;
         self.changed();
+        // The new kernel limits first, so a resumed run runs under them.
+        let run = &moved.run;
+        if new_budget && moved.previous_state.has_jail() && !run.state.is_terminal() {
+            let (memory, pids) = (run.budget.max_memory_bytes, run.budget.max_pids);
+            if let Err(e) = self.spawner.set_limits(&run.id, memory, pids).await {
+                tracing::error!(run_id = %run.id, "applying the new budget's memory and pids limits: {e}");
+            }
+        }
         self.follow(&moved).await;
         Ok(moved)
     }

@@ -865,3 +865,53 @@ fn openapi_document_lists_every_route_the_router_serves() {
     let (status, body) = d.req("GET", "/v1/nothing", None);
     assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
 }
+
+/// The cgroup v1 `memory` or v2 directory of a process, from the host's view.
+fn cgroup_file_of(pid: i32, controller: &str, file: &str) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+        if controllers.split(',').any(|c| c == controller) {
+            return Path::new(&format!("/sys/fs/cgroup/{controller}{path}")).join(file);
+        }
+    }
+    let v2 = text.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
+    Path::new(&format!("/sys/fs/cgroup{v2}")).join(file)
+}
+
+#[test]
+fn a_new_budget_on_resume_changes_the_jails_limits() {
+    if !root_or_skip("a_new_budget_on_resume_changes_the_jails_limits") {
+        return;
+    }
+    let _serial = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path());
+    let m = marker("budget");
+    let run = d.create(json!({"session_id": "bl", "goal": "g", "agent": {"argv": sleeper(&m)},
+        "budget": {"max_memory_bytes": 64 << 20, "max_pids": 16}}));
+    let id = run["id"].as_str().unwrap().to_owned();
+    assert!(eventually(Duration::from_secs(5), || !processes_marked(&m).is_empty()));
+    let pid = processes_marked(&m)[0];
+    let read = |controller: &str, file: &str| {
+        std::fs::read_to_string(cgroup_file_of(pid, controller, file)).unwrap().trim().to_owned()
+    };
+    let memory_file = if Path::new("/sys/fs/cgroup/memory").is_dir() { "memory.limit_in_bytes" } else { "memory.max" };
+    assert_eq!(read("memory", memory_file), (64u64 << 20).to_string());
+    assert_eq!(read("pids", "pids.max"), "16");
+
+    assert_eq!(d.transition(&id, "paused_approval").0, 200);
+    let (status, v) = d.req(
+        "POST",
+        &format!("/v1/runs/{id}/transition"),
+        Some(json!({"state": "active", "budget": {"max_memory_bytes": 128 << 20, "max_pids": 32}})),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(read("memory", memory_file), (128u64 << 20).to_string());
+    assert_eq!(read("pids", "pids.max"), "32");
+    let run = d.get(&format!("/v1/runs/{id}"));
+    assert_eq!(run["budget"]["max_pids"], 32, "{run}");
+    assert_eq!(d.req("POST", &format!("/v1/runs/{id}/cancel"), None).0, 200);
+    d.wait_terminal(&id);
+}

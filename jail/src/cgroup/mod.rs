@@ -321,6 +321,15 @@ impl Cgroup {
         dispatch!(self, g => g.limits())
     }
 
+    /// Changes the memory and pids limits of a live group; `None` lifts
+    /// the limit. Swap stays off. Lowering memory below what the group
+    /// uses makes the kernel reclaim, and fails (v1: EBUSY) or OOM-kills
+    /// (v2) when it cannot.
+    pub fn update_limits(&self, memory_max: Option<u64>, pids_max: Option<u64>) -> Result<()> {
+        CgroupLimits { memory_max, pids_max, cpus: None }.check()?;
+        dispatch!(self, g => g.update_limits(memory_max, pids_max))
+    }
+
     pub fn usage(&self) -> Result<Usage> {
         dispatch!(self, g => g.usage())
     }

@@ -106,6 +106,33 @@ impl Group {
         Ok(())
     }
 
+    /// See [`super::Cgroup::update_limits`]. The kernel keeps memsw >=
+    /// memory at every write, so a raise writes memsw first and a cut
+    /// writes memory first.
+    pub(crate) fn update_limits(&self, memory_max: Option<u64>, pids_max: Option<u64>) -> Result<()> {
+        let dir = self.need(Controller::Memory)?;
+        let (memory, memsw) = (dir.join("memory.limit_in_bytes"), dir.join("memory.memsw.limit_in_bytes"));
+        let value = memory_max.map_or_else(|| "-1".to_owned(), |b| b.to_string());
+        let current = fs::limit(&memory)?;
+        let raising = match (memory_max, current) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(new), Some(old)) => new >= old,
+        };
+        let files: Vec<&Path> = if !memsw.exists() {
+            vec![&memory]
+        } else if raising {
+            vec![&memsw, &memory]
+        } else {
+            vec![&memory, &memsw]
+        };
+        for file in files {
+            fs::write(file, &value)?;
+        }
+        let dir = self.need(Controller::Pids)?;
+        fs::write(&dir.join("pids.max"), &pids_max.map_or_else(|| "max".to_owned(), |n| n.to_string()))
+    }
+
     pub(crate) fn name(&self) -> &str {
         &self.name
     }

@@ -177,6 +177,13 @@ impl Group {
         Ok(())
     }
 
+    /// See [`super::Cgroup::update_limits`]; memory.swap.max stays 0.
+    pub(crate) fn update_limits(&self, memory_max: Option<u64>, pids_max: Option<u64>) -> Result<()> {
+        let max = |v: Option<u64>| v.map_or_else(|| "max".to_owned(), |n| n.to_string());
+        fs::write(&self.file("memory.max"), &max(memory_max))?;
+        fs::write(&self.file("pids.max"), &max(pids_max))
+    }
+
     pub(crate) fn name(&self) -> &str {
         &self.name
     }

@@ -192,6 +192,17 @@ impl SpawnerClient {
         self.expect_ok("thaw", Request::Thaw { run_id: run_id.into() }).await
     }
 
+    /// Replaces the memory and pids limits of the run's cgroup (`None`:
+    /// no limit).
+    pub async fn set_limits(
+        &self,
+        run_id: &str,
+        memory_bytes: Option<u64>,
+        pids: Option<u64>,
+    ) -> Result<(), SpawnerError> {
+        self.expect_ok("set limits", Request::SetLimits { run_id: run_id.into(), memory_bytes, pids }).await
+    }
+
     pub async fn usage(&self, run_id: &str) -> Result<RunUsage, SpawnerError> {
         match self.call("usage", Request::Usage { run_id: run_id.into() }).await?.reply {
             Reply::Usage { usage, .. } => Ok(usage),

@@ -19,7 +19,8 @@
 //!   `Lost`), never before its `Spawned`.
 //! - `LoadProfiles` is answered by `Profiles` (the whole new set, which
 //!   replaces the old one) or `Error` (the old set stays).
-//! - `Signal`, `Kill`, `Freeze`, `Thaw` are answered by `Ok` or `Error`;
+//! - `Signal`, `Kill`, `Freeze`, `Thaw`, `SetLimits` are answered by `Ok`
+//!   or `Error`;
 //!   `Usage` by `Usage` or `Error`. A run is known from its `Spawned` until
 //!   its `Exited`; after that it is an unknown run.
 //!
@@ -83,6 +84,13 @@ pub enum Request {
     Usage {
         run_id: String,
     },
+    /// New memory and pids limits for the live jail's cgroup; `None` lifts
+    /// a limit.
+    SetLimits {
+        run_id: String,
+        memory_bytes: Option<u64>,
+        pids: Option<u64>,
+    },
     /// Load the shipped profiles and every `*.toml` in `dir` (a file's stem
     /// is its name; it overrides a shipped profile of that name), compiling
     /// their seccomp filters. All or nothing: one broken file refuses the
@@ -102,7 +110,8 @@ impl Request {
             | Request::Kill { run_id }
             | Request::Freeze { run_id }
             | Request::Thaw { run_id }
-            | Request::Usage { run_id } => Some(run_id),
+            | Request::Usage { run_id }
+            | Request::SetLimits { run_id, .. } => Some(run_id),
             Request::LoadProfiles { .. } => None,
         }
     }

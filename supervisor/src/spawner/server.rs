@@ -353,6 +353,9 @@ impl Server {
             Request::Freeze { run_id } => self.freeze(&run_id, true).map(|()| (Reply::Ok { run_id }, None)),
             Request::Thaw { run_id } => self.freeze(&run_id, false).map(|()| (Reply::Ok { run_id }, None)),
             Request::Usage { run_id } => self.usage(&run_id).map(|usage| (Reply::Usage { run_id, usage }, None)),
+            Request::SetLimits { run_id, memory_bytes, pids } => {
+                self.set_limits(&run_id, memory_bytes, pids).map(|()| (Reply::Ok { run_id }, None))
+            }
             Request::LoadProfiles { dir } => self.load_profiles(dir.as_deref()).map(|profiles| (profiles, None)),
         };
         match answer {
@@ -484,6 +487,14 @@ impl Server {
         let group = live.jail.cgroup().ok_or_else(|| refuse(ErrorKind::Cgroup, "the run has no cgroup"))?;
         let (verb, result) = if freeze { ("freezing", group.freeze()) } else { ("thawing", group.thaw()) };
         result.map_err(|e| refuse(ErrorKind::Cgroup, format!("{verb} run {run_id}: {e}")))
+    }
+
+    fn set_limits(&mut self, run_id: &str, memory: Option<u64>, pids: Option<u64>) -> Result<(), Refusal> {
+        let live = self.live(run_id)?;
+        let group = live.jail.cgroup().ok_or_else(|| refuse(ErrorKind::Cgroup, "the run has no cgroup"))?;
+        group
+            .update_limits(memory, pids)
+            .map_err(|e| refuse(ErrorKind::Cgroup, format!("changing run {run_id}'s limits: {e}")))
     }
 
     fn usage(&mut self, run_id: &str) -> Result<protocol::RunUsage, Refusal> {
