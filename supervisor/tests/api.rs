@@ -915,3 +915,49 @@ fn a_new_budget_on_resume_changes_the_jails_limits() {
     assert_eq!(d.req("POST", &format!("/v1/runs/{id}/cancel"), None).0, 200);
     d.wait_terminal(&id);
 }
+
+#[test]
+fn slow_and_half_closed_clients_block_nobody_and_are_dropped() {
+    if !root_or_skip("slow_and_half_closed_clients_block_nobody_and_are_dropped") {
+        return;
+    }
+    let _serial = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path());
+    // Headers that never end; a body that never comes; a client that sends
+    // half a request and closes its write side.
+    let mut slow_headers = UnixStream::connect(&d.socket).unwrap();
+    slow_headers.write_all(b"GET /v1/runs HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let mut slow_body = UnixStream::connect(&d.socket).unwrap();
+    slow_body
+        .write_all(
+            b"POST /v1/runs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"se",
+        )
+        .unwrap();
+    let mut half_closed = UnixStream::connect(&d.socket).unwrap();
+    half_closed.write_all(b"GET /v1/ru").unwrap();
+    half_closed.shutdown(std::net::Shutdown::Write).unwrap();
+
+    // Everyone else is served meanwhile.
+    for _ in 0..20 {
+        let began = Instant::now();
+        let (status, _) = d.req("GET", "/v1/info", None);
+        assert_eq!(status, 200);
+        assert!(began.elapsed() < Duration::from_secs(2), "a request took {:?}", began.elapsed());
+    }
+    // The half-closed one is closed without an answer that changes anything.
+    half_closed.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut rest = Vec::new();
+    let _ = half_closed.read_to_end(&mut rest);
+    assert!(rest.is_empty() || rest.starts_with(b"HTTP/1.1 400"), "{}", String::from_utf8_lossy(&rest));
+    // The stalled headers are cut off at the header timeout (10 s).
+    slow_headers.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let began = Instant::now();
+    let mut rest = Vec::new();
+    let closed = slow_headers.read_to_end(&mut rest);
+    assert!(closed.is_ok(), "still open after {:?}: {closed:?}", began.elapsed());
+    assert!(!String::from_utf8_lossy(&rest).contains("200 OK"), "{}", String::from_utf8_lossy(&rest));
+    drop(slow_body);
+    // Nothing was created by any of them.
+    assert_eq!(d.get("/v1/runs")["runs"].as_array().unwrap().len(), 0);
+}
