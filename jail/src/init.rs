@@ -36,6 +36,9 @@ use crate::{caps, net, sys};
 /// Everything the child needs, prepared by the parent before clone.
 pub struct ChildPlan<'a> {
     pub mounts: &'a [MountOp],
+    /// The parent's handles on bind sources ([`mount::Plan::source_fds`]):
+    /// kept until the root is built, then closed.
+    pub bind_source_fds: Vec<RawFd>,
     pub hostname: &'a str,
     pub network: NetworkMode,
     pub uid: u32,
@@ -113,6 +116,7 @@ fn init_main(plan: &ChildPlan<'_>) -> Result<Never, SetupFailure> {
     // (its id-range lock, its sockets) are none of the jail's business.
     let mut keep = vec![plan.sync_fd, plan.setup_fd, plan.status_fd];
     keep.extend(plan.stdio.iter().flatten());
+    keep.extend(&plan.bind_source_fds);
     sys::close_all_from_except(3, &keep).map_err(|e| failed("close_fds", "close_range", e))?;
 
     // Wait until the parent has written our id maps (and placed us in our
@@ -152,6 +156,11 @@ fn init_main(plan: &ChildPlan<'_>) -> Result<Never, SetupFailure> {
 
     // The root file system.
     mount::build_root_in_child(plan.mounts)?;
+    for &fd in &plan.bind_source_fds {
+        // SAFETY: inherited from the parent for this process alone, and
+        // nothing here uses it once the root is built.
+        drop(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+    }
 
     // Host name and network.
     nix::unistd::sethostname(plan.hostname).map_err(|e| failed("hostname", plan.hostname, e))?;

@@ -18,6 +18,7 @@
 
 use std::ffi::CString;
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -49,6 +50,13 @@ const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 /// could write them: made read-only (write attempts get EROFS).
 const PROC_READ_ONLY: &[&str] = &["sys", "sysrq-trigger", "irq", "bus", "fs"];
 
+/// A bind source the parent cloned (see [`Plan::source_fds`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceTree {
+    pub fd: RawFd,
+    pub is_dir: bool,
+}
+
 /// What goes where. Paths in `dst`/`path` are inside the jail's root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MountOp {
@@ -58,6 +66,10 @@ pub enum MountOp {
         dst: PathBuf,
         read_only: bool,
         from_jail: bool,
+        /// A detached copy of `src` the parent made (see
+        /// [`Plan::source_fds`]): the child attaches it instead of walking
+        /// `src`.
+        src_tree: Option<SourceTree>,
     },
     Tmpfs {
         dst: PathBuf,
@@ -107,9 +119,34 @@ pub struct RootSpec<'a> {
     pub tmpfs: &'a [TmpfsMount],
 }
 
+/// The planned root: the ops, and the bind sources the parent opened.
+#[derive(Debug)]
+pub struct Plan {
+    pub ops: Vec<MountOp>,
+    /// Detached mount trees (open_tree(2) clones) of the spec's bind
+    /// sources, made here by the (host root) parent. The child, whose ids
+    /// are unprivileged on the host, attaches these (move_mount(2)) instead
+    /// of walking the source paths: so a source under a folder only root
+    /// may enter (a run's agent socket in its 0700 run folder) can still be
+    /// bound, and what is bound is what was checked here, not something
+    /// swapped in under the same path since. Inherited by the child at
+    /// clone; closed there once the root is built, and here when the plan
+    /// is dropped.
+    pub source_fds: Vec<OwnedFd>,
+}
+
+impl Plan {
+    /// The source fds' numbers, which the child must keep until it built
+    /// the root.
+    pub fn source_fd_numbers(&self) -> Vec<RawFd> {
+        self.source_fds.iter().map(|fd| fd.as_raw_fd()).collect()
+    }
+}
+
 /// Plans the root. Runs in the parent, before clone.
-pub fn plan(spec: &RootSpec<'_>) -> Result<Vec<MountOp>, MountError> {
+pub fn plan(spec: &RootSpec<'_>) -> Result<Plan, MountError> {
     let mut ops = Vec::new();
+    let mut source_fds = Vec::new();
     for dir in SYSTEM_DIRS {
         add_host_path(&mut ops, Path::new(dir))?;
     }
@@ -135,13 +172,13 @@ pub fn plan(spec: &RootSpec<'_>) -> Result<Vec<MountOp>, MountError> {
         let p = PathBuf::from("/proc").join(name);
         // Present in every kernel we support except `fs` on some configs:
         // the child skips the ones its /proc does not have.
-        ops.push(MountOp::Bind { src: p.clone(), dst: p, read_only: true, from_jail: true });
+        ops.push(MountOp::Bind { src: p.clone(), dst: p, read_only: true, from_jail: true, src_tree: None });
     }
 
     ops.push(MountOp::Tmpfs { dst: "/dev".into(), size_bytes: 64 << 10, mode: 0o755 });
     for dev in DEVICES {
         let p = PathBuf::from("/dev").join(dev);
-        ops.push(MountOp::Bind { src: p.clone(), dst: p, read_only: false, from_jail: false });
+        ops.push(MountOp::Bind { src: p.clone(), dst: p, read_only: false, from_jail: false, src_tree: None });
     }
     ops.push(MountOp::Devpts { dst: "/dev/pts".into() });
     ops.push(MountOp::Symlink { target: "pts/ptmx".into(), path: "/dev/ptmx".into() });
@@ -159,20 +196,33 @@ pub fn plan(spec: &RootSpec<'_>) -> Result<Vec<MountOp>, MountError> {
 
     for b in spec.binds {
         check_destination(&b.dst)?;
-        match std::fs::symlink_metadata(&b.src) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(MountError::MissingSource { src: b.src.clone(), dst: b.dst.clone() })
-            }
-            Err(source) => return Err(MountError::Source { src: b.src.clone(), source }),
-        }
-        ops.push(MountOp::Bind { src: b.src.clone(), dst: b.dst.clone(), read_only: b.read_only, from_jail: false });
+        let source = |e: io::Error| match e.kind() {
+            io::ErrorKind::NotFound => MountError::MissingSource { src: b.src.clone(), dst: b.dst.clone() },
+            _ => MountError::Source { src: b.src.clone(), source: e },
+        };
+        let is_dir = std::fs::metadata(&b.src).map_err(source)?.is_dir();
+        let fd = clone_source(&b.src).map_err(source)?;
+        ops.push(MountOp::Bind {
+            src: b.src.clone(),
+            dst: b.dst.clone(),
+            read_only: b.read_only,
+            from_jail: false,
+            src_tree: Some(SourceTree { fd: fd.as_raw_fd(), is_dir }),
+        });
+        source_fds.push(fd);
     }
     for t in spec.tmpfs {
         check_destination(&t.dst)?;
         ops.push(MountOp::Tmpfs { dst: t.dst.clone(), size_bytes: t.size_bytes, mode: 0o1777 });
     }
-    Ok(ops)
+    Ok(Plan { ops, source_fds })
+}
+
+/// A detached bind of `path` (following symlinks, as a bind does).
+fn clone_source(path: &Path) -> io::Result<OwnedFd> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the path"))?;
+    sys::clone_tree(&c)
 }
 
 fn check_destination(dst: &Path) -> Result<(), MountError> {
@@ -193,7 +243,13 @@ fn add_host_path(ops: &mut Vec<MountOp>, path: &Path) -> Result<(), MountError> 
             let target = std::fs::read_link(path).map_err(|source| MountError::Source { src: path.into(), source })?;
             ops.push(MountOp::Symlink { target, path: path.into() });
         }
-        Ok(_) => ops.push(MountOp::Bind { src: path.into(), dst: path.into(), read_only: true, from_jail: false }),
+        Ok(_) => ops.push(MountOp::Bind {
+            src: path.into(),
+            dst: path.into(),
+            read_only: true,
+            from_jail: false,
+            src_tree: None,
+        }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(source) => return Err(MountError::Source { src: path.into(), source }),
     }
@@ -286,22 +342,31 @@ pub fn build_root_in_child(ops: &[MountOp]) -> Result<(), SetupFailure> {
 
 fn apply(op: &MountOp) -> Result<(), SetupFailure> {
     match op {
-        MountOp::Bind { src, dst, read_only, from_jail } => {
-            let source = if *from_jail {
-                in_new_root(src)
-            } else {
-                Path::new(OLD_ROOT).join(src.strip_prefix("/").unwrap_or(src))
-            };
-            let meta = match std::fs::metadata(&source) {
-                Ok(m) => m,
-                // Optional parts of /proc a kernel may not have.
-                Err(e) if *from_jail && e.kind() == io::ErrorKind::NotFound => return Ok(()),
-                Err(e) => return Err(fail("mount", format!("bind source {}", src.display()), e)),
-            };
+        MountOp::Bind { src, dst, read_only, from_jail, src_tree } => {
             let target = in_new_root(dst);
-            make_mount_point(&target, meta.is_dir())?;
-            mount(Some(&source), &target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-                .map_err(|e| fail("mount", format!("binding {} on {}", src.display(), dst.display()), e))?;
+            let bound = match src_tree {
+                Some(tree) => {
+                    make_mount_point(&target, tree.is_dir)?;
+                    sys::attach_tree(tree.fd, &cpath(&target))
+                }
+                None => {
+                    let source = if *from_jail {
+                        in_new_root(src)
+                    } else {
+                        Path::new(OLD_ROOT).join(src.strip_prefix("/").unwrap_or(src))
+                    };
+                    let meta = match std::fs::metadata(&source) {
+                        Ok(m) => m,
+                        // Optional parts of /proc a kernel may not have.
+                        Err(e) if *from_jail && e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                        Err(e) => return Err(fail("mount", format!("bind source {}", src.display()), e)),
+                    };
+                    make_mount_point(&target, meta.is_dir())?;
+                    mount(Some(&source), &target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+                        .map_err(io::Error::from)
+                }
+            };
+            bound.map_err(|e| fail("mount", format!("binding {} on {}", src.display(), dst.display()), e))?;
             if *read_only {
                 sys::make_read_only(&cpath(&target), true)
                     .map_err(|e| fail("mount", format!("making {} read-only", dst.display()), e))?;
@@ -416,7 +481,7 @@ mod tests {
 
     #[test]
     fn plan_has_the_minimal_root() {
-        let ops = plan(&spec(&[], &[])).unwrap();
+        let ops = plan(&spec(&[], &[])).unwrap().ops;
         let has = |f: &dyn Fn(&MountOp) -> bool| ops.iter().any(f);
         assert!(has(&|o| matches!(o, MountOp::Bind { dst, read_only: true, .. } if dst == Path::new("/usr"))));
         assert!(has(&|o| matches!(o, MountOp::Proc { .. })));
@@ -437,6 +502,22 @@ mod tests {
         let binds = [BindMount { src: "/nonexistent/ccos".into(), dst: "/work".into(), read_only: true }];
         let e = plan(&spec(&binds, &[])).unwrap_err().to_string();
         assert_eq!(e, "bind source /nonexistent/ccos does not exist (for /work)");
+    }
+
+    #[test]
+    fn bind_sources_are_cloned_by_the_parent() {
+        // open_tree(OPEN_TREE_CLONE) needs CAP_SYS_ADMIN; the root tests
+        // bind through it for real (tests/jail.rs).
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let binds = [BindMount { src: "/usr/bin".into(), dst: "/tools".into(), read_only: true }];
+        let plan = plan(&spec(&binds, &[])).unwrap();
+        assert_eq!(plan.source_fds.len(), 1);
+        let fd = plan.source_fd_numbers()[0];
+        let bind = plan.ops.iter().find(|o| matches!(o, MountOp::Bind { dst, .. } if dst == Path::new("/tools")));
+        let tree = SourceTree { fd, is_dir: true };
+        assert!(matches!(bind, Some(MountOp::Bind { src_tree: Some(t), .. }) if *t == tree), "{bind:?}");
     }
 
     #[test]

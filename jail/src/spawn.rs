@@ -138,7 +138,8 @@ pub fn spawn_with(spec: &JailSpec, host: &HostPaths, cgroup: Option<Cgroup>) -> 
         _ => Vec::new(),
     };
     let plan = ChildPlan {
-        mounts: &mounts,
+        mounts: &mounts.ops,
+        bind_source_fds: mounts.source_fd_numbers(),
         hostname,
         network: spec.network(),
         uid: profile.uid,

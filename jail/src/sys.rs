@@ -121,6 +121,44 @@ pub fn make_read_only(path: &CStr, recursive: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// A detached copy of the mount tree at `path` (open_tree(2) with
+/// OPEN_TREE_CLONE, recursive), as an fd that [`attach_tree`] can place
+/// anywhere, in another mount namespace too. Following symlinks, as a
+/// bind mount does.
+pub fn clone_tree(path: &CStr) -> io::Result<OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | AT_RECURSIVE as libc::c_uint;
+    // SAFETY: `path` is NUL-terminated and outlives the call; open_tree
+    // returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this fd to us alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Attaches a tree from [`clone_tree`] at `target` (move_mount(2)).
+pub fn attach_tree(tree: RawFd, target: &CStr) -> io::Result<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    // SAFETY: both strings are NUL-terminated and outlive the call; `tree`
+    // is an fd (the kernel checks it is a detached tree).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree,
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if ret == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Marks every fd from `first` up close-on-exec, so the program starts with
 /// only what is below `first` while the setup pipes still work until execve.
 pub fn cloexec_from(first: u32) -> io::Result<()> {
