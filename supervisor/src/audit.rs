@@ -54,6 +54,10 @@ pub mod types {
     pub const RUN_BUDGET_EXCEEDED: &str = "run.budget_exceeded";
     pub const RUN_EXIT: &str = "run.exit";
     pub const CAPABILITY_CALL: &str = "capability.call";
+    /// The outcome of an allowed call, after it ran (same `step_id`).
+    pub const CAPABILITY_RESULT: &str = "capability.result";
+    /// A note an agent recorded on its run (`run.note`).
+    pub const RUN_NOTE: &str = "run.note";
     pub const MESSAGE_INGEST: &str = "message.ingest";
     pub const MESSAGE_SEND: &str = "message.send";
     pub const SECRET_USE: &str = "secret.use";
@@ -138,11 +142,9 @@ impl NewAuditEvent {
     }
 }
 
-/// A `capability.call` event. The completion predicate
-/// `capability_succeeded:<id>` is decided from these: an event with
-/// `decision` = `allow` and `detail.success` = `true` for `detail.capability_id`
-/// = `<id>` (see `Store::succeeded_capabilities`). Refused calls are recorded
-/// too (`deny`, `success` false).
+/// A `capability.call` event: the gate's decision on one call, before
+/// anything runs. An allowed call has the step id it was counted as; a
+/// refused one has none, and the caller adds `reason` (the error code).
 pub fn capability_call(
     actor: &Actor,
     session_id: &str,
@@ -150,14 +152,32 @@ pub fn capability_call(
     step_id: Option<&str>,
     capability_id: &str,
     allowed: bool,
-    success: bool,
 ) -> NewAuditEvent {
     let mut event = NewAuditEvent::new(types::CAPABILITY_CALL, actor)
         .run(session_id, run_id)
         .decision(if allowed { ALLOW } else { DENY })
-        .with("capability_id", capability_id)
-        .with("success", allowed && success);
+        .with("capability_id", capability_id);
     event.step_id = step_id.map(str::to_owned);
+    event
+}
+
+/// A `capability.result` event: how an allowed call (its step) ended. The
+/// completion predicate `capability_succeeded:<id>` is decided from these
+/// (`detail.success` true for `detail.capability_id` = `<id>`; see
+/// `Store::succeeded_capabilities`).
+pub fn capability_result(
+    actor: &Actor,
+    session_id: &str,
+    run_id: &str,
+    step_id: &str,
+    capability_id: &str,
+    success: bool,
+) -> NewAuditEvent {
+    let mut event = NewAuditEvent::new(types::CAPABILITY_RESULT, actor)
+        .run(session_id, run_id)
+        .with("capability_id", capability_id)
+        .with("success", success);
+    event.step_id = Some(step_id.to_owned());
     event
 }
 
@@ -429,13 +449,15 @@ mod tests {
     }
 
     #[test]
-    fn capability_call_detail_shape() {
-        let e = capability_call(&Actor::System, "s", "run_1", Some("step_1"), "mail.send", true, true);
+    fn capability_call_and_result_detail_shape() {
+        let e = capability_call(&Actor::System, "s", "run_1", Some("step_1"), "mail.send", true);
         assert_eq!(e.decision.as_deref(), Some(ALLOW));
         assert_eq!(e.step_id.as_deref(), Some("step_1"));
-        assert_eq!(Value::Object(e.detail), json!({"capability_id": "mail.send", "success": true}));
-        let refused = capability_call(&Actor::System, "s", "run_1", None, "mail.send", false, true);
+        assert_eq!(Value::Object(e.detail), json!({"capability_id": "mail.send"}));
+        let refused = capability_call(&Actor::System, "s", "run_1", None, "mail.send", false);
         assert_eq!(refused.decision.as_deref(), Some(DENY));
-        assert_eq!(refused.detail["success"], false);
+        let r = capability_result(&Actor::System, "s", "run_1", "step_1", "mail.send", true);
+        assert_eq!((r.event_type.as_str(), r.step_id.as_deref()), (types::CAPABILITY_RESULT, Some("step_1")));
+        assert_eq!(Value::Object(r.detail), json!({"capability_id": "mail.send", "success": true}));
     }
 }

@@ -20,11 +20,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod agent_side;
+
 use ccos_jail::{EndReason, Report};
 use tokio::sync::{broadcast, watch};
 
+pub use agent_side::{refusal_answer, Executed, AGENT_SOCKET_IN_JAIL};
+
 use crate::api::metrics;
 use crate::audit::{types, NewAuditEvent};
+use crate::capabilities::Registry;
 use crate::lifecycle::RunState;
 use crate::model::{
     Actor, AgentSpec, AuditEvent, BudgetPatch, CreateRunRequest, ExitReason, Message, Run, RunDefaults, RunExit, Usage,
@@ -102,6 +107,13 @@ pub struct Daemon {
     policies: Option<PathBuf>,
     /// The profiles runs may name, with their hashes, as last loaded.
     profiles: std::sync::RwLock<BTreeMap<String, String>>,
+    /// What agents may call.
+    capabilities: std::sync::RwLock<Arc<Registry>>,
+    agents: agent_side::AgentSides,
+    /// The default agent's program when it was installed next to the
+    /// daemon rather than on the jails' PATH: bound into each jail that
+    /// runs it (see [`installed_agent`]).
+    agent_program: Option<(String, PathBuf)>,
 }
 
 /// How many events a slow `/v1/events` reader may fall behind before it
@@ -132,6 +144,9 @@ impl Daemon {
             shutting_down: AtomicBool::new(false),
             policies: config.policies.clone(),
             profiles: std::sync::RwLock::new(BTreeMap::new()),
+            capabilities: std::sync::RwLock::new(Arc::new(Registry::builtins())),
+            agents: agent_side::AgentSides::default(),
+            agent_program: installed_agent(&config.default_agent),
         })
     }
 
@@ -141,6 +156,11 @@ impl Daemon {
 
     pub fn defaults(&self) -> &RunDefaults {
         &self.defaults
+    }
+
+    /// The capabilities agents may call now.
+    pub fn capabilities(&self) -> Arc<Registry> {
+        self.capabilities.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The profiles runs may name, with their hashes.
@@ -310,12 +330,18 @@ impl Daemon {
         .and_then(|r| r.map_err(|e| format!("creating {}: {e}", dir.display())));
         let spawned = match made {
             Err(e) => Err(e),
-            Ok(()) => {
-                let began = std::time::Instant::now();
-                let spawned = self.spawner.spawn(spawn_request(&run, &dir)).await.map_err(|e| e.to_string());
-                metrics::observe_spawn(began.elapsed());
-                spawned
-            }
+            Ok(()) => match self.open_agent_side(&run, &dir).await {
+                Err(e) => Err(format!("the agent socket: {e}")),
+                Ok(agent_socket) => {
+                    let mut request = spawn_request(&run, &dir);
+                    request.binds.push(agent_socket);
+                    self.bind_agent_program(&mut request);
+                    let began = std::time::Instant::now();
+                    let spawned = self.spawner.spawn(request).await.map_err(|e| e.to_string());
+                    metrics::observe_spawn(began.elapsed());
+                    spawned
+                }
+            },
         };
         match spawned {
             Ok(spawned) => {
@@ -348,6 +374,7 @@ impl Daemon {
             }
             Err(message) => {
                 tracing::warn!(run_id = %run_id, "spawn failed: {message}");
+                self.close_agent_side(&run_id);
                 let exit = RunExit { code: None, signal: None, reason: ExitReason::SpawnFailed };
                 let reason = format!("spawn_failed: {message}");
                 let id = run_id.clone();
@@ -423,25 +450,32 @@ impl Daemon {
     }
 
     /// Makes the jail match a state change the store has made.
-    async fn follow(self: &Arc<Self>, moved: &Transitioned) {
-        let (from, run) = (moved.previous_state, &moved.run);
-        let id = run.id.as_str();
-        let result = match (from, run.state) {
-            (RunState::Queued, RunState::Active) => {
-                self.start(run.clone()).await;
-                Ok(())
+    /// Boxed: it may start a run, whose agent side may come back here (a
+    /// budget decision), and the future's type must not contain itself.
+    fn follow<'a>(
+        self: &'a Arc<Self>,
+        moved: &'a Transitioned,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            let (from, run) = (moved.previous_state, &moved.run);
+            let id = run.id.as_str();
+            let result = match (from, run.state) {
+                (RunState::Queued, RunState::Active) => {
+                    self.start(run.clone()).await;
+                    Ok(())
+                }
+                (RunState::Active, to) if to.is_paused() => self.spawner.freeze(id).await,
+                (f, RunState::Active) if f.is_paused() => self.spawner.thaw(id).await,
+                (f, to) if f.has_jail() && to.is_terminal() => self.spawner.kill(id).await,
+                _ => Ok(()),
+            };
+            if let Err(e) = result {
+                tracing::error!(run_id = %id, "{from} -> {}: {e}", run.state);
             }
-            (RunState::Active, to) if to.is_paused() => self.spawner.freeze(id).await,
-            (f, RunState::Active) if f.is_paused() => self.spawner.thaw(id).await,
-            (f, to) if f.has_jail() && to.is_terminal() => self.spawner.kill(id).await,
-            _ => Ok(()),
-        };
-        if let Err(e) = result {
-            tracing::error!(run_id = %id, "{from} -> {}: {e}", run.state);
-        }
-        if from == RunState::Active && run.state != RunState::Active {
-            self.start_next_queued(&run.session_id).await;
-        }
+            if from == RunState::Active && run.state != RunState::Active {
+                self.start_next_queued(&run.session_id).await;
+            }
+        })
     }
 
     /// `POST /v1/sessions/{id}/messages`: a `paused_external_event` run it
@@ -455,8 +489,9 @@ impl Daemon {
     ) -> Result<Ingested, DaemonError> {
         let ingested =
             self.db(move |store| store.ingest_message(&session_id, &text, sender.as_deref(), &actor)).await?;
+        // Wakes the run's agent waiting on its inbox, resumed or not.
+        self.changed();
         if let (true, Some(run_id)) = (ingested.resumed, &ingested.run_id) {
-            self.changed();
             if let Err(e) = self.spawner.thaw(run_id).await {
                 tracing::error!(run_id = %run_id, "thawing after a message: {e}");
             }
@@ -484,6 +519,7 @@ impl Daemon {
                 }
                 SpawnerEvent::Lost { run_id, message } => {
                     tracing::error!(run_id = %run_id, "the spawner lost its jail: {message}");
+                    self.close_agent_side(&run_id);
                     let exit = RunExit { code: None, signal: None, reason: ExitReason::Signalled };
                     let id = run_id.clone();
                     let ended = self
@@ -510,6 +546,7 @@ impl Daemon {
     }
 
     async fn on_exit(self: &Arc<Self>, run_id: String, report: &Report) {
+        self.close_agent_side(&run_id);
         let exit = RunExit {
             code: report.exit_code,
             signal: report.signal,
@@ -640,6 +677,36 @@ fn publish(store: &Store, events: &broadcast::Sender<AuditEvent>, published: &st
     }
 }
 
+/// Where an agent program installed next to the daemon appears in jails.
+pub const AGENT_PROGRAM_DIR_IN_JAIL: &str = "/opt/ccos/bin";
+
+/// The default agent's program, when `default_agent` is a bare name (looked
+/// up on the jail's PATH) and a file of that name sits next to the daemon's
+/// own executable (`target/release/`, or `/usr/libexec/ccos/`): then jails
+/// get that file, bound read-only, rather than whatever the host's /usr may
+/// or may not have.
+fn installed_agent(default_agent: &str) -> Option<(String, PathBuf)> {
+    if default_agent.contains('/') {
+        return None;
+    }
+    let beside = std::env::current_exe().ok()?.parent()?.join(default_agent);
+    beside.is_file().then(|| (default_agent.to_owned(), beside))
+}
+
+impl Daemon {
+    /// A run of the default agent by its bare name gets the installed
+    /// program, bound at [`AGENT_PROGRAM_DIR_IN_JAIL`].
+    fn bind_agent_program(&self, request: &mut SpawnRequest) {
+        let Some((name, host_path)) = &self.agent_program else { return };
+        if request.argv.first() != Some(name) {
+            return;
+        }
+        let in_jail = Path::new(AGENT_PROGRAM_DIR_IN_JAIL).join(name);
+        request.binds.push(crate::spawner::Bind { src: host_path.clone(), dst: in_jail.clone(), read_only: true });
+        request.argv[0] = in_jail.display().to_string();
+    }
+}
+
 fn spawn_request(run: &Run, dir: &Path) -> SpawnRequest {
     let mut request = SpawnRequest::new(run.id.clone(), run.agent.argv.clone());
     request.env = run.agent.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -648,10 +715,10 @@ fn spawn_request(run: &Run, dir: &Path) -> SpawnRequest {
         memory_bytes: run.budget.max_memory_bytes,
         pids: run.budget.max_pids,
         cpus: None,
-        // The spawner's wall-time limit also runs while the jail is frozen,
-        // so it is a backstop: the window's duration budget proper is the
-        // budget module's.
-        time_limit_secs: run.budget.max_duration_secs.map(|s| s as f64),
+        // Not the spawner's wall-time limit: it kills, and runs on while
+        // the jail is frozen. The duration budget is the budget watcher's,
+        // which applies the run's policy (see daemon/agent_side.rs).
+        time_limit_secs: None,
     };
     request.stdout_path = Some(dir.join("stdout"));
     request.stderr_path = Some(dir.join("stderr"));

@@ -18,6 +18,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod capabilities;
 pub mod client;
 pub mod daemon;
 pub mod kept_spawner;

@@ -3,6 +3,7 @@
 //! end. Everything that changes a run's state asks [`check_transition`];
 //! nothing else knows the table.
 
+pub mod budget;
 mod predicate;
 
 use std::fmt;

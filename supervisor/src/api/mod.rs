@@ -4,6 +4,7 @@
 //! on every request. Routes are API.md's table, written once in [`routes::ROUTES`] (which the OpenAPI document is built from); an unknown path is 404
 //! `not_found`, a known path with another method 405 `method_not_allowed`.
 
+pub mod agent;
 mod audit;
 pub mod body;
 pub mod error;
@@ -128,17 +129,27 @@ pub async fn serve(listener: UnixListener, daemon: Arc<Daemon>, shutdown: impl F
                 let daemon = daemon.clone();
                 async move { Ok::<_, Infallible>(handle(&daemon, peer, request).await) }
             });
-            let served = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            if let Err(e) = served {
-                if !e.is_incomplete_message() && !e.is_timeout() {
-                    tracing::debug!(uid = peer.uid, "connection: {e}");
-                }
-            }
+            serve_connection(stream, service).await;
         });
+    }
+}
+
+/// Serves HTTP/1.1 on one connection until the client closes it or stalls
+/// past the header timeout. Used by the admin and the agent sockets alike.
+pub(crate) async fn serve_connection<S>(stream: UnixStream, service: S)
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    let served = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+    if let Err(e) = served {
+        if !e.is_incomplete_message() && !e.is_timeout() {
+            tracing::debug!("connection: {e}");
+        }
     }
 }
 

@@ -199,13 +199,13 @@ pub async fn actions(daemon: &Arc<Daemon>, run_id: &str, query: Option<&str>) ->
         .await?;
     let actions: Vec<_> = events
         .iter()
-        .map(|e| {
+        .map(|(e, success)| {
             json!({
                 "seq": e.seq,
                 "step_id": e.step_id,
                 "capability_id": e.detail.get("capability_id"),
                 "decision": e.decision,
-                "success": e.detail.get("success").and_then(|s| s.as_bool()).unwrap_or(false),
+                "success": success,
                 "at": e.at,
             })
         })

@@ -8,7 +8,7 @@ use rusqlite::{OptionalExtension, Row, Transaction};
 
 use super::error::SqlContext;
 use super::{check_limit, Result, Store, StoreError, DEFAULT_LIMIT};
-use crate::audit::{canonical_json, types, NewAuditEvent, Verification, Verifier, ALLOW, GENESIS_HASH};
+use crate::audit::{canonical_json, types, NewAuditEvent, Verification, Verifier, GENESIS_HASH};
 use crate::model::{AuditEvent, Timestamp};
 
 /// `GET /v1/audit?session_id=&run_id=&after_seq=&limit=`.
@@ -77,8 +77,36 @@ impl Store {
         })
     }
 
-    /// A run's `capability.call` events, latest first, at most `limit`.
-    pub fn capability_calls(&self, run_id: &str, limit: u32) -> Result<Vec<AuditEvent>> {
+    /// A run's `capability.call` events, latest first, at most `limit`,
+    /// each with whether its step succeeded (its `capability.result`).
+    pub fn capability_calls(&self, run_id: &str, limit: u32) -> Result<Vec<(AuditEvent, bool)>> {
+        let calls = self.capability_call_events(run_id, limit)?;
+        let succeeded: BTreeSet<String> = self.read(|tx| {
+            let mut st = tx
+                .prepare_cached(
+                    "SELECT step_id FROM audit_events WHERE run_id = ?1 AND type = ?2 \
+                     AND json_extract(detail, '$.success') = 1",
+                )
+                .ctx("reading capability results")?;
+            let rows = st
+                .query_map((run_id, types::CAPABILITY_RESULT), |r| r.get::<_, Option<String>>(0))
+                .ctx("reading capability results")?;
+            let mut steps = BTreeSet::new();
+            for step in rows {
+                steps.extend(step.ctx("reading capability results")?);
+            }
+            Ok(steps)
+        })?;
+        Ok(calls
+            .into_iter()
+            .map(|call| {
+                let ok = call.step_id.as_ref().is_some_and(|s| succeeded.contains(s));
+                (call, ok)
+            })
+            .collect())
+    }
+
+    fn capability_call_events(&self, run_id: &str, limit: u32) -> Result<Vec<AuditEvent>> {
         let limit = check_limit(limit)?;
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM audit_events WHERE run_id = ?1 AND type = ?2 ORDER BY seq DESC LIMIT ?3"
@@ -117,18 +145,18 @@ impl Store {
         })
     }
 
-    /// The capabilities that succeeded in a run (allowed `capability.call`
-    /// events with `detail.success` true; see `audit::capability_call`).
+    /// The capabilities that succeeded in a run (`capability.result` events
+    /// with `detail.success` true; see `audit::capability_result`).
     pub fn succeeded_capabilities(&self, run_id: &str) -> Result<BTreeSet<String>> {
         self.read(|tx| {
             let mut st = tx
                 .prepare_cached(
                     "SELECT DISTINCT json_extract(detail, '$.capability_id') FROM audit_events \
-                     WHERE run_id = ?1 AND type = ?2 AND decision = ?3 AND json_extract(detail, '$.success') = 1",
+                     WHERE run_id = ?1 AND type = ?2 AND json_extract(detail, '$.success') = 1",
                 )
                 .ctx("reading capability calls")?;
             let rows = st
-                .query_map((run_id, types::CAPABILITY_CALL, ALLOW), |r| r.get::<_, Option<String>>(0))
+                .query_map((run_id, types::CAPABILITY_RESULT), |r| r.get::<_, Option<String>>(0))
                 .ctx("reading capability calls")?;
             let mut ids = BTreeSet::new();
             for id in rows {
@@ -174,10 +202,10 @@ pub(super) fn append(tx: &Transaction<'_>, event: NewAuditEvent, now: Timestamp)
 
 pub(super) fn capability_succeeded(tx: &Transaction<'_>, run_id: &str, capability_id: &str) -> Result<bool> {
     tx.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM audit_events WHERE run_id = ?1 AND type = ?2 AND decision = ?3 \
-         AND json_extract(detail, '$.capability_id') = ?4 AND json_extract(detail, '$.success') = 1)",
+        "SELECT EXISTS (SELECT 1 FROM audit_events WHERE run_id = ?1 AND type = ?2 \
+         AND json_extract(detail, '$.capability_id') = ?3 AND json_extract(detail, '$.success') = 1)",
     )
-    .and_then(|mut st| st.query_row((run_id, types::CAPABILITY_CALL, ALLOW, capability_id), |r| r.get(0)))
+    .and_then(|mut st| st.query_row((run_id, types::CAPABILITY_RESULT, capability_id), |r| r.get(0)))
     .ctx("checking a capability's success")
 }
 

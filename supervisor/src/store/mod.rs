@@ -27,6 +27,7 @@ mod error;
 mod messages;
 mod runs;
 mod schema;
+mod steps;
 
 use std::fs::{DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -41,6 +42,7 @@ pub use error::StoreError;
 pub use messages::{Ingested, DEFAULT_SENDER, RESUMED_BY_MESSAGE, SYSTEM_SENDER};
 pub use runs::{kickoff_text, RunFilter, Transitioned};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
+pub use steps::{CapabilityCheck, Meters, Refusal, Step};
 
 use error::SqlContext;
 

@@ -476,7 +476,7 @@ fn insert_run(tx: &Transaction<'_>, run: &Run) -> Result<()> {
 /// Writes back the fields a run changes over its life; the rest (session,
 /// goal, agent, profile, policy, predicate, metadata, created_at) are fixed
 /// at creation.
-fn save_run(tx: &Transaction<'_>, run: &Run) -> Result<()> {
+pub(super) fn save_run(tx: &Transaction<'_>, run: &Run) -> Result<()> {
     let mut st = tx
         .prepare_cached(
             "UPDATE runs SET state = ?2, state_reason = ?3, profile_hash = ?4, budget = ?5, usage = ?6, \
@@ -510,7 +510,7 @@ pub(super) fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
     })
 }
 
-fn to_value<T: Serialize>(value: &T) -> Result<serde_json::Value> {
+pub(super) fn to_value<T: Serialize>(value: &T) -> Result<serde_json::Value> {
     serde_json::to_value(value).map_err(|e| StoreError::Corrupt {
         what: "value",
         id: std::any::type_name::<T>().to_owned(),

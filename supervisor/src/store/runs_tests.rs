@@ -1,5 +1,5 @@
 use super::*;
-use crate::audit::capability_call;
+use crate::audit::{capability_call, capability_result};
 use crate::lifecycle::{can_transition, CompletionPredicate};
 use crate::model::{Budget, ExitReason};
 use crate::store::test_util::*;
@@ -221,7 +221,12 @@ fn predicates_decide_done_for_agent_and_admin() {
     let cap = with("c", "capability_succeeded:mail.send");
     assert!(refused(done(&cap, &admin())));
     let call = |cap_id: &str, allowed: bool, success: bool| {
-        store.append_audit(capability_call(&agent(&cap), "c", &cap.id, None, cap_id, allowed, success)).unwrap();
+        let step = format!("{}-step-{cap_id}-{allowed}-{success}", cap.id);
+        let step = allowed.then_some(step.as_str());
+        store.append_audit(capability_call(&agent(&cap), "c", &cap.id, step, cap_id, allowed)).unwrap();
+        if let Some(step) = step {
+            store.append_audit(capability_result(&agent(&cap), "c", &cap.id, step, cap_id, success)).unwrap();
+        }
     };
     call("mail.send", false, true); // refused calls do not count
     call("mail.send", true, false); // nor failed ones
@@ -245,7 +250,7 @@ fn a_capability_success_in_another_run_does_not_count() {
     let (_dir, store) = store();
     let new = NewRun { completion_predicate: "capability_succeeded:x".parse().unwrap(), ..new_run("s") };
     let run = store.create_run(&new, &admin()).unwrap();
-    store.append_audit(capability_call(&Actor::System, "s", "run_other", None, "x", true, true)).unwrap();
+    store.append_audit(capability_result(&Actor::System, "s", "run_other", "run_other-step-1", "x", true)).unwrap();
     assert!(store.transition(&run.id, RunState::Done, None, &admin(), None).is_err());
 }
 

@@ -1,0 +1,540 @@
+//! The agent side end to end, as root: the real daemon, real jails, and
+//! agents that speak to their run's agent socket from inside the jail. The
+//! agents here are small Python programs (Debian's /usr/bin/python3, which
+//! every jail sees under /usr), so each test can make exactly the calls it
+//! needs, concurrent ones included; the reference `ccos-agent` has its own
+//! end-to-end test.
+//!
+//! Without root: skipped with a message, or a failure when CI=true.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ccos_supervisor::client::Client;
+use common::{eventually, lock, processes_marked, root_or_skip, DaemonProcess};
+use serde_json::{json, Value};
+
+/// The agent socket client every test agent starts with: `call(method,
+/// path, body)` -> (status, parsed JSON), and `out(...)` printing a line.
+const PY_PRELUDE: &str = r#"
+import json, os, socket, sys, threading, time
+SOCK = "/run/ccos/agent.sock"
+def call(method, path, body=None, sock=SOCK):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(sock)
+    data = b"" if body is None else json.dumps(body).encode()
+    head = f"{method} {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n"
+    if body is not None:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+    s.sendall(head.encode() + b"\r\n" + data)
+    buf = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    s.close()
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    status = int(head.split(b" ")[1])
+    return status, (json.loads(rest) if rest.strip() else None)
+def execute(cap, inputs):
+    return call("POST", "/v1/agent/execute", {"capability_id": cap, "inputs": inputs})
+def out(*a):
+    print(*a, flush=True)
+"#;
+
+fn python_agent(body: &str) -> Value {
+    json!(["/usr/bin/python3", "-c", format!("{PY_PRELUDE}\n{body}")])
+}
+
+fn pings(socket: &Path) -> bool {
+    Client::new(socket).get("/_ping").is_ok_and(|r| r.status == 200)
+}
+
+struct Daemon(DaemonProcess);
+
+impl Daemon {
+    fn start(dir: &Path) -> Daemon {
+        Daemon(DaemonProcess::start(dir, pings))
+    }
+
+    fn client(&self) -> Client {
+        Client::new(&self.0.socket)
+    }
+
+    fn get(&self, path: &str) -> Value {
+        let r = self.client().get(path).unwrap();
+        assert_eq!(r.status, 200, "GET {path}: {}", String::from_utf8_lossy(&r.body));
+        r.json()
+    }
+
+    fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self.client().post_json(path, &body).unwrap();
+        (r.status, r.json())
+    }
+
+    fn create(&self, body: Value) -> String {
+        let (status, run) = self.post("/v1/runs", body.clone());
+        assert_eq!(status, 201, "POST /v1/runs {body}: {run}");
+        run["id"].as_str().unwrap().to_owned()
+    }
+
+    fn run(&self, id: &str) -> Value {
+        self.get(&format!("/v1/runs/{id}"))
+    }
+
+    fn wait_terminal(&self, id: &str) -> Value {
+        let run = self.get(&format!("/v1/runs/{id}/wait?timeout_secs=30"));
+        assert!(
+            ["done", "failed", "cancelled"].contains(&run["state"].as_str().unwrap()),
+            "not terminal: {run}\nstdout: {}\nstderr: {}",
+            self.logs(id, "stdout"),
+            self.logs(id, "stderr")
+        );
+        run
+    }
+
+    fn wait_state(&self, id: &str, state: &str, within: Duration) -> Value {
+        let mut run = Value::Null;
+        let reached = eventually(within, || {
+            run = self.run(id);
+            run["state"] == state
+        });
+        assert!(
+            reached,
+            "run never {state}: {run}\nstdout: {}\nstderr: {}",
+            self.logs(id, "stdout"),
+            self.logs(id, "stderr")
+        );
+        run
+    }
+
+    fn logs(&self, id: &str, stream: &str) -> String {
+        let r = self.client().get(&format!("/v1/runs/{id}/logs?stream={stream}")).unwrap();
+        String::from_utf8_lossy(&r.body).into_owned()
+    }
+
+    /// The agent's stdout lines that are JSON.
+    fn lines(&self, id: &str) -> Vec<Value> {
+        self.logs(id, "stdout").lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+
+    fn audit(&self, id: &str) -> Vec<Value> {
+        let mut events = self.get(&format!("/v1/audit?run_id={id}&limit=2000"))["events"].as_array().unwrap().clone();
+        events.reverse();
+        events
+    }
+}
+
+fn run_body(session: &str, agent: Value, budget: Value, policy: &str) -> Value {
+    json!({"session_id": session, "goal": "test", "agent": {"argv": agent}, "budget": budget, "budget_policy": policy})
+}
+
+fn count(events: &[Value], event_type: &str, decision: Option<&str>) -> usize {
+    events.iter().filter(|e| e["type"] == event_type && decision.map_or(true, |d| e["decision"] == d)).count()
+}
+
+#[test]
+fn steps_one_to_n_pass_and_n_plus_one_is_refused_then_hard_stop_kills() {
+    if !root_or_skip("steps_one_to_n_pass_and_n_plus_one_is_refused_then_hard_stop_kills") {
+        return;
+    }
+    let _serial = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path());
+    let agent = python_agent(
+        r#"
+for i in range(4):
+    status, body = execute("run.note", {"text": f"note {i}"})
+    out(json.dumps({"i": i, "status": status, "body": body}))
+time.sleep(60)
+"#,
+    );
+    let id = d.create(run_body("steps-h", agent, json!({"max_steps": 3}), "hard_stop"));
+    let run = d.wait_terminal(&id);
+    assert_eq!((run["state"].as_str(), run["state_reason"].as_str()), (Some("failed"), Some("budget_exceeded:steps")));
+    assert_eq!(run["usage"]["steps"], 3, "{run}");
+    let lines = d.lines(&id);
+    for (i, line) in lines.iter().take(3).enumerate() {
+        assert_eq!(line["status"], 200, "{line}");
+        assert_eq!(line["body"]["step_id"], format!("{id}-step-{}", i + 1));
+    }
+    // The refusal is answered before the jail is killed, but the agent may
+    // die before it prints it; the audit below has it for certain.
+    assert!((3..=4).contains(&lines.len()), "{lines:?}");
+    if let Some(refused) = lines.get(3) {
+        assert_eq!(refused["status"], 409);
+        assert_eq!(refused["body"]["error"]["code"], "budget_exceeded", "{refused}");
+    }
+    // The jail is gone: the agent was killed in its sleep.
+    let mut run = run;
+    assert!(eventually(Duration::from_secs(10), || {
+        run = d.run(&id);
+        !run["exit"].is_null()
+    }));
+    assert!(run["exit"]["signal"].is_number(), "{run}");
+
+    let events = d.audit(&id);
+    assert_eq!(count(&events, "capability.call", Some("allow")), 3);
+    assert_eq!(count(&events, "capability.call", Some("deny")), 1);
+    let denied = events.iter().find(|e| e["type"] == "capability.call" && e["decision"] == "deny").unwrap();
+    assert_eq!(denied["detail"]["reason"], "budget_exceeded", "{denied}");
+    assert_eq!(count(&events, "capability.result", None), 3);
+    assert_eq!(count(&events, "run.note", None), 3);
+    assert_eq!(count(&events, "run.budget_exceeded", None), 1);
+    let actions = d.get(&format!("/v1/runs/{id}/actions"))["actions"].as_array().unwrap().clone();
+    assert_eq!(actions.len(), 4);
+    assert_eq!((actions[0]["decision"].as_str(), actions[0]["success"].as_bool()), (Some("deny"), Some(false)));
+    assert!(actions[1..].iter().all(|a| a["decision"] == "allow" && a["success"] == true), "{actions:?}");
+    assert_eq!(d.get("/v1/audit/verify")["ok"], true);
+    // The socket went with the run.
+    assert!(!d.0.state.join("runs").join(&id).join("agent.sock").exists());
+}
+
+#[test]
+fn pause_approval_freezes_and_approval_opens_a_fresh_window() {
+    if !root_or_skip("pause_approval_freezes_and_approval_opens_a_fresh_window") {
+        return;
+    }
+    let _serial = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path());
+    // Calls until refused, then counts (printing) forever: frozen, it stops.
+    let agent = python_agent(
+        r#"
+i = 0
+while True:
+    status, body = execute("run.note", {"text": f"note {i}"})
+    out(json.dumps({"i": i, "status": status, "code": (body.get("error") or {}).get("code")}))
+    i += 1
+    if status != 200:
+        break
+n = 0
+while True:
+    n += 1
+    out(json.dumps({"tick": n}))
+    time.sleep(0.05)
+    if n % 10 == 0:
+        status, body = execute("run.note", {"text": "after"})
+        if status == 200:
+            out(json.dumps({"resumed_step": body["step_id"]}))
+            time.sleep(60)
+"#,
+    );
+    let id = d.create(run_body("steps-p", agent, json!({"max_steps": 2}), "pause_approval"));
+    let run = d.wait_state(&id, "paused_approval", Duration::from_secs(20));
+    assert_eq!(run["state_reason"], "budget_exceeded:steps", "{run}");
+    // Frozen: no tick is printed while it is paused.
+    std::thread::sleep(Duration::from_millis(300));
+    let before = d.logs(&id, "stdout").lines().count();
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(d.logs(&id, "stdout").lines().count(), before, "the paused run made progress");
+
+    let (status, v) = d.post(&format!("/v1/runs/{id}/transition"), json!({"state": "active"}));
+    assert_eq!(status, 200, "{v}");
+    let run = d.run(&id);
+    assert_eq!(run["usage"]["steps"], 0, "a fresh window: {run}");
+    // It runs again, and its next call is allowed (step 3 of the run).
+    assert!(
+        eventually(Duration::from_secs(10), || d.lines(&id).iter().any(|l| l["resumed_step"].is_string())),
+        "no step after approval: {}",
+        d.logs(&id, "stdout")
+    );
+    let step = d.lines(&id).iter().find_map(|l| l["resumed_step"].as_str().map(str::to_owned)).unwrap();
+    assert_eq!(step, format!("{id}-step-1"), "steps count within the window");
+    assert_eq!(d.post(&format!("/v1/runs/{id}/cancel"), json!({})).0, 200);
+    d.wait_terminal(&id);
+}
+
+#[test]
+fn wall_time_and_cpu_budgets_end_runs_that_make_no_calls() {
+    if !root_or_skip("wall_time_and_cpu_budgets_end_runs_that_make_no_calls") {
+        return;
+    }
+    let _serial = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path());
+    let idle = d.create(run_body("wall", json!(["/bin/sleep", "60"]), json!({"max_duration_secs": 1}), "hard_stop"));
+    let spin = d.create(run_body(
+        "cpu",
+        json!(["/bin/sh", "-c", "while :; do :; done"]),
+        json!({"max_cpu_secs": 1, "max_duration_secs": 60}),
+        "hard_stop",
+    ));
+    let began = Instant::now();
+    let run = d.wait_terminal(&idle);
+    assert_eq!(
+        (run["state"].as_str(), run["state_reason"].as_str()),
+        (Some("failed"), Some("budget_exceeded:duration"))
+    );
+    assert!(began.elapsed() < Duration::from_secs(5), "took {:?}", began.elapsed());
+    let run = d.wait_terminal(&spin);
+    assert_eq!((run["state"].as_str(), run["state_reason"].as_str()), (Some("failed"), Some("budget_exceeded:cpu")));
+    assert!(run["usage"]["cpu_secs"].as_f64().unwrap() >= 1.0, "{run}");
+
+    // pause_approval on time: frozen, not killed.
+    let idle =
+        d.create(run_body("wall-p", json!(["/bin/sleep", "60"]), json!({"max_duration_secs": 1}), "pause_approval"));
+    let run = d.wait_state(&idle, "paused_approval", Duration::from_secs(10));
+    assert_eq!(run["state_reason"], "budget_exceeded:duration");
+    assert!(run["exit"].is_null(), "{run}");
+    assert_eq!(d.post(&format!("/v1/runs/{idle}/cancel"), json!({})).0, 200);
+    d.wait_terminal(&idle);
+}
+
+#[test]
+fn memory_and_pids_limits_end_or_contain_runs() {
+    if !root_or_skip("memory_and_pids_limits_end_or_contain_runs") {
+        return;
+    }
+    let _serial = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path());
+    let hog = d.create(run_body(
+        "mem",
+        python_agent("x = bytearray(256 << 20)\nout('survived')"),
+        json!({"max_memory_bytes": 32 << 20}),
+        "hard_stop",
+    ));
+    let run = d.wait_terminal(&hog);
+    assert_eq!(run["state"], "failed", "{run}");
+    assert_eq!(run["exit"]["reason"], "oom", "{run}");
+    assert!(!d.logs(&hog, "stdout").contains("survived"));
+
+    // A fork bomb is held at its pids limit: its forks fail (the shell
+    // says so), it never holds more than 8 processes, init included.
+    let bomb = d.create(run_body(
+        "pids",
+        python_agent(
+            "kids = 0\nfor i in range(50):\n    try:\n        if os.fork() == 0:\n            time.sleep(30)\n            os._exit(0)\n        kids += 1\n    except OSError as e:\n        out(json.dumps({'refused_at': kids, 'errno': e.errno}))\n        break\ntime.sleep(30)",
+        ),
+        json!({"max_pids": 8}),
+        "hard_stop",
+    ));
+    assert!(
+        eventually(Duration::from_secs(10), || d.lines(&bomb).iter().any(|l| l["refused_at"].is_number())),
+        "{}",
+        d.logs(&bomb, "stderr")
+    );
+    let refused = d.lines(&bomb).into_iter().find(|l| l["refused_at"].is_number()).unwrap();
+    // init + the agent + its children: 8 in all.
+    assert_eq!(refused, json!({"refused_at": 6, "errno": 11}), "EAGAIN at the limit");
+    let run = d.get(&format!("/v1/runs/{bomb}/wait?timeout_secs=2"));
+    assert!(run["usage"]["pids_peak"].as_u64().unwrap_or(0) <= 8, "{run}");
+    assert_eq!(d.post(&format!("/v1/runs/{bomb}/cancel"), json!({})).0, 200);
+    d.wait_terminal(&bomb);
+}
+
+#[test]
+fn every_predicate_binds_the_agent() {
+    if !root_or_skip("every_predicate_binds_the_agent") {
+        return;
+    }
+    let _serial = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path());
+    let agent = python_agent(
+        r#"
+status, body = call("POST", "/v1/agent/transition", {"state": "done"})
+out(json.dumps({"first": status, "code": ((body or {}).get("error") or {}).get("code")}))
+if status != 200:
+    status, body = execute("chat.send", {"text": "hello, people"})
+    out(json.dumps({"chat": status}))
+    status, body = call("POST", "/v1/agent/transition", {"state": "done"})
+    out(json.dumps({"second": status, "code": ((body or {}).get("error") or {}).get("code")}))
+time.sleep(60)
+"#,
+    );
+    let cases: [(&str, u16, Option<u16>); 4] = [
+        ("always", 200, None),
+        ("manual", 409, Some(409)),
+        ("never", 409, Some(409)),
+        ("capability_succeeded:chat.send", 409, Some(200)),
+    ];
+    for (predicate, first, second) in cases {
+        let session = format!("pred-{}", predicate.replace([':', '.'], "-"));
+        let mut body = run_body(&session, agent.clone(), json!({}), "hard_stop");
+        body["completion_predicate"] = json!(predicate);
+        let id = d.create(body);
+        if predicate == "always" {
+            // The agent's `done` ends the run and its jail at once.
+            let run = d.wait_terminal(&id);
+            assert_eq!((run["state"].as_str(), run["state_reason"].as_str()), (Some("done"), None), "{run}");
+            continue;
+        }
+        assert!(
+            eventually(Duration::from_secs(15), || d.lines(&id).iter().any(|l| l["first"].is_number())
+                && (second == Some(409)
+                    || d.run(&id)["state"] == "done"
+                    || d.lines(&id).iter().any(|l| l["second"].is_number()))),
+            "{predicate}: {}",
+            d.logs(&id, "stderr")
+        );
+        let lines = d.lines(&id);
+        let first_line = lines.iter().find(|l| l["first"].is_number()).unwrap();
+        assert_eq!(first_line["first"], first, "{predicate}: {lines:?}");
+        if first == 409 {
+            assert_eq!(first_line["code"], "predicate_unsatisfied", "{predicate}: {lines:?}");
+        }
+        if second == Some(409) {
+            assert!(
+                eventually(Duration::from_secs(10), || d.lines(&id).iter().any(|l| l["second"] == 409)),
+                "{predicate}: {:?}",
+                d.lines(&id)
+            );
+        }
+        let run = d.run(&id);
+        match predicate {
+            "always" | "capability_succeeded:chat.send" => assert_eq!(run["state"], "done", "{predicate}: {run}"),
+            "manual" => {
+                // The admin may finish a manual run.
+                let (status, v) = d.post(&format!("/v1/runs/{id}/transition"), json!({"state": "done"}));
+                assert_eq!(status, 200, "{v}");
+            }
+            _ => {
+                let (status, v) = d.post(&format!("/v1/runs/{id}/transition"), json!({"state": "done"}));
+                assert_eq!((status, v["error"]["code"].as_str()), (409, Some("predicate_unsatisfied")), "{v}");
+                assert_eq!(d.post(&format!("/v1/runs/{id}/cancel"), json!({})).0, 200);
+            }
+        }
+        d.wait_terminal(&id);
+    }
+    // chat.send reached the session's outbound messages.
+    let out = d.get("/v1/sessions/pred-capability_succeeded-chat-send/messages?direction=out");
+    assert_eq!(out["messages"][0]["text"], "hello, people", "{out}");
+}
+
+#[test]
+fn missing_input_pauses_and_a_message_resumes() {
+    if !root_or_skip("missing_input_pauses_and_a_message_resumes") {
+        return;
+    }
+    let _serial = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path());
+    let agent = python_agent(
+        r#"
+status, body = call("GET", "/v1/agent/inbox")
+out(json.dumps({"kickoff": [m["text"] for m in body["messages"]]}))
+status, body = call("GET", "/v1/agent/inbox")
+out(json.dumps({"again": len(body["messages"])}))
+status, body = execute("chat.send", {})
+out(json.dumps({"status": status, "error": body["error"]}))
+status, body = call("POST", "/v1/agent/transition", {"state": "paused_external_event", "reason": "awaiting_user_input"})
+out(json.dumps({"paused": status}))
+status, body = call("GET", "/v1/agent/inbox?wait_secs=30")
+answer = body["messages"][0]["text"]
+status, body = execute("chat.send", {"text": answer})
+out(json.dumps({"answered": status}))
+status, body = call("POST", "/v1/agent/transition", {"state": "done"})
+"#,
+    );
+    let id = d.create(run_body("ask", agent, json!({}), "hard_stop"));
+    let run = d.wait_state(&id, "paused_external_event", Duration::from_secs(15));
+    assert_eq!(run["state_reason"], "awaiting_user_input");
+    let lines = d.lines(&id);
+    assert_eq!(lines[0]["kickoff"], json!([format!("Run started ({id}). Goal:\ntest")]), "{lines:?}");
+    assert_eq!(lines[1]["again"], 0, "delivered once: {lines:?}");
+    assert_eq!(lines[2]["status"], 422);
+    assert_eq!(lines[2]["error"]["code"], "missing_input");
+    assert_eq!(lines[2]["error"]["missing"], json!(["text"]));
+
+    let (status, v) = d.post("/v1/sessions/ask/messages", json!({"text": "forty-two", "sender": "user"}));
+    assert_eq!(status, 202, "{v}");
+    assert_eq!(v["run_id"], id.as_str());
+    let run = d.wait_terminal(&id);
+    assert_eq!(run["state"], "done", "{run}");
+    let out = d.get("/v1/sessions/ask/messages?direction=out");
+    assert_eq!(out["messages"][0]["text"], "forty-two", "{out}");
+}
+
+#[test]
+fn an_agent_reaches_only_its_own_socket() {
+    if !root_or_skip("an_agent_reaches_only_its_own_socket") {
+        return;
+    }
+    let _serial = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path());
+    let other = d.create(run_body("other", json!(["/bin/sleep", "60"]), json!({}), "hard_stop"));
+    let other_socket = d.0.state.join("runs").join(&other).join("agent.sock");
+    assert!(eventually(Duration::from_secs(5), || other_socket.exists()));
+    let script = format!(
+        r#"
+import errno
+found = []
+for root, dirs, files in os.walk("/", onerror=None):
+    if root.startswith("/proc") or root.startswith("/sys"):
+        dirs[:] = []
+        continue
+    for f in files:
+        p = os.path.join(root, f)
+        try:
+            if os.path.exists(p) and __import__("stat").S_ISSOCK(os.lstat(p).st_mode):
+                found.append(p)
+        except OSError:
+            pass
+out(json.dumps({{"sockets": sorted(found)}}))
+def try_connect(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        return "connected"
+    except OSError as e:
+        return errno.errorcode[e.errno]
+out(json.dumps({{"admin": try_connect({admin:?}), "admin_default": try_connect("/run/ccos/ccos.sock"),
+                 "other": try_connect({other:?})}}))
+status, body = call("GET", "/v1/agent/run")
+out(json.dumps({{"me": body["id"]}}))
+"#,
+        admin = d.0.socket.display().to_string(),
+        other = other_socket.display().to_string(),
+    );
+    let id = d.create(run_body("me", python_agent(&script), json!({}), "hard_stop"));
+    d.wait_terminal(&id);
+    let lines = d.lines(&id);
+    assert_eq!(lines[0]["sockets"], json!(["/run/ccos/agent.sock"]), "{lines:?}");
+    assert_eq!(lines[1], json!({"admin": "ENOENT", "admin_default": "ENOENT", "other": "ENOENT"}), "{lines:?}");
+    assert_eq!(lines[2]["me"], id.as_str());
+    assert_eq!(d.post(&format!("/v1/runs/{other}/cancel"), json!({})).0, 200);
+}
+
+#[test]
+fn two_concurrent_calls_never_both_take_the_last_step() {
+    if !root_or_skip("two_concurrent_calls_never_both_take_the_last_step") {
+        return;
+    }
+    let _serial = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path());
+    let agent = python_agent(
+        r#"
+results = []
+barrier = threading.Barrier(2)
+def one(i):
+    barrier.wait()
+    status, body = execute("run.note", {"text": f"racer {i}"})
+    results.append(status)
+threads = [threading.Thread(target=one, args=(i,)) for i in range(2)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+out(json.dumps({"statuses": sorted(results)}))
+time.sleep(60)
+"#,
+    );
+    for round in 0..5 {
+        let id = d.create(run_body(&format!("race-{round}"), agent.clone(), json!({"max_steps": 1}), "pause_approval"));
+        let run = d.wait_state(&id, "paused_approval", Duration::from_secs(15));
+        assert_eq!(run["usage"]["steps"], 1, "{run}");
+        let events = d.audit(&id);
+        assert_eq!(count(&events, "capability.call", Some("allow")), 1, "round {round}: {events:?}");
+        assert_eq!(count(&events, "capability.call", Some("deny")), 1, "round {round}");
+        assert_eq!(d.post(&format!("/v1/runs/{id}/cancel"), json!({})).0, 200);
+        d.wait_terminal(&id);
+    }
+    let marker = d.0.socket.display().to_string();
+    drop(d);
+    assert!(processes_marked(&marker).is_empty());
+}
