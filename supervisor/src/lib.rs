@@ -25,6 +25,7 @@ pub mod kept_spawner;
 pub mod lifecycle;
 pub mod logging;
 pub mod model;
+pub mod once;
 pub mod spawner;
 pub mod store;
 pub mod systemd;

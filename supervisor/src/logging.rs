@@ -18,10 +18,11 @@ pub enum LogTarget {
     Stderr,
 }
 
-/// Installs the global subscriber. Falls back to stderr if the journal's
-/// socket cannot be reached, and says so there.
-pub fn init() -> LogTarget {
-    let filter = EnvFilter::try_from_env("CCOS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+/// Installs the global subscriber, at `default_level` unless `CCOS_LOG`
+/// says otherwise. Falls back to stderr if the journal's socket cannot be
+/// reached, and says so there.
+pub fn init(default_level: &str) -> LogTarget {
+    let filter = EnvFilter::try_from_env("CCOS_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
     let journald = if stderr_is_the_journal() {
         match tracing_journald::layer() {
             Ok(layer) => Some(layer.with_syslog_identifier("ccos-supervisor".into())),

@@ -538,3 +538,74 @@ time.sleep(60)
     drop(d);
     assert!(processes_marked(&marker).is_empty());
 }
+
+/// The reference agent, built by `cargo test --workspace` (or `cargo build
+/// -p ccos-agent`) next to the daemon, which binds it into its jails.
+fn reference_agent_built(test: &str) -> bool {
+    let daemon = Path::new(env!("CARGO_BIN_EXE_ccos-supervisor"));
+    if daemon.with_file_name("ccos-agent").is_file() {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: ccos-agent is not built next to {}; run `cargo test --workspace`", daemon.display());
+    }
+    eprintln!("{test}: SKIPPED (build ccos-agent first: cargo build -p ccos-agent)");
+    false
+}
+
+#[test]
+fn a_scripted_ccos_agent_run_goes_from_creation_to_done_with_its_audit_trail() {
+    let test = "a_scripted_ccos_agent_run_goes_from_creation_to_done_with_its_audit_trail";
+    if !root_or_skip(test) || !reference_agent_built(test) {
+        return;
+    }
+    let _serial = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path());
+    // The first step lacks its text: the agent asks, pauses, and carries on
+    // with the answer when a message resumes the run.
+    let script = json!([
+        {"capability_id": "run.note", "inputs": {"text": "planning the greeting"}},
+        {"capability_id": "chat.send", "inputs": {}},
+    ]);
+    let id = d.create(json!({
+        "session_id": "ref", "goal": "greet the user",
+        "agent": {"argv": ["ccos-agent", "--script", script.to_string()]},
+        "completion_predicate": "capability_succeeded:chat.send",
+    }));
+    let run = d.wait_state(&id, "paused_external_event", Duration::from_secs(20));
+    assert_eq!(run["state_reason"], "awaiting_user_input", "{run}");
+    let (status, v) = d.post("/v1/sessions/ref/messages", json!({"text": "Hello from the test", "sender": "user"}));
+    assert_eq!(status, 202, "{v}");
+    let run = d.wait_terminal(&id);
+    assert_eq!(run["state"], "done", "{run}\nstderr: {}", d.logs(&id, "stderr"));
+    assert_eq!(run["usage"]["steps"], 2, "{run}");
+    // Done ends the jail (API.md), whether or not the agent exited first.
+    assert!(eventually(Duration::from_secs(10), || !d.run(&id)["exit"].is_null()));
+
+    let out = d.get("/v1/sessions/ref/messages?direction=out");
+    assert_eq!(out["messages"][0]["text"], "Hello from the test", "{out}");
+    let types: Vec<String> = d.audit(&id).iter().map(|e| e["type"].as_str().unwrap().to_owned()).collect();
+    let expected_in_order = [
+        "run.create",
+        "run.start",
+        "capability.call",
+        "run.note",
+        "capability.result",
+        "capability.call", // refused: missing_input
+        "run.transition",  // -> paused_external_event
+        "message.ingest",
+        "capability.call",
+        "message.send",
+        "capability.result",
+        "run.transition", // -> done
+        "run.exit",
+    ];
+    let mut at = 0;
+    for want in expected_in_order {
+        let found = types[at..].iter().position(|t| t == want);
+        assert!(found.is_some(), "no {want} after event {at}: {types:?}");
+        at += found.unwrap() + 1;
+    }
+    assert_eq!(d.get("/v1/audit/verify")["ok"], true);
+}

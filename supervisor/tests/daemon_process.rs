@@ -329,3 +329,47 @@ fn log_level_comes_from_ccos_log() {
     );
     assert!(!d.log_text().contains("INFO"), "{}", d.log_text());
 }
+
+#[test]
+fn once_runs_one_agent_reports_and_leaves_nothing() {
+    if !root_or_skip("once_runs_one_agent_reports_and_leaves_nothing") {
+        return;
+    }
+    let _serial = lock();
+    let daemon = env!("CARGO_BIN_EXE_ccos-supervisor");
+    let run = |argv: &[&str]| {
+        let out = Command::new(daemon)
+            .args(["--once", "say hi", "--"])
+            .args(argv)
+            .env_remove("CCOS_SOCKET")
+            .env_remove("CCOS_STATE_DIR")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let before: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("ccos-once-"))
+        .map(|e| e.file_name())
+        .collect();
+    let (code, stdout, stderr) = run(&["/bin/sh", "-c", "echo jailed as $(id -u)"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("state: done"), "{stdout}");
+    assert!(stdout.contains("jailed as 1000"), "{stdout}");
+    assert!(stdout.contains("audit chain:") && stdout.contains("ok: true"), "{stdout}");
+    let (code, stdout, _) = run(&["/bin/false"]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("state: failed (agent_exited:1)"), "{stdout}");
+    let after: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("ccos-once-"))
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(before, after, "a --once scratch folder was left behind");
+}

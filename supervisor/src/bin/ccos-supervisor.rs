@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use ccos_supervisor::api::{self, ADMIN_GROUP};
 use ccos_supervisor::daemon::{Daemon, DaemonConfig, OnShutdown};
+use ccos_supervisor::once::{self, Once};
 use ccos_supervisor::spawner::{Spawner, SpawnerConfig, SpawnerHandle};
 use ccos_supervisor::store::Store;
 use ccos_supervisor::systemd::{self, Notifier};
@@ -22,7 +23,7 @@ use tokio::net::UnixListener;
 use tokio::signal::unix::{signal, SignalKind};
 
 const USAGE: &str = "usage: ccos-supervisor [--socket PATH] [--state-dir DIR] [--policies DIR] [--default-agent ARGV0]
-                       [--on-shutdown cancel|keep]
+                       [--on-shutdown cancel|keep] [--once GOAL [-- AGENT ARGV...]]
 
   --socket PATH          the admin socket (CCOS_SOCKET; default /run/ccos/ccos.sock), unless
                          systemd passes one (socket activation)
@@ -32,12 +33,18 @@ const USAGE: &str = "usage: ccos-supervisor [--socket PATH] [--state-dir DIR] [-
   --default-agent ARGV0  the agent of runs that name none (CCOS_DEFAULT_AGENT; default ccos-agent)
   --on-shutdown WHAT     on SIGTERM, `cancel` live runs (default) or `keep` their jails running
                          until they end (CCOS_ON_SHUTDOWN)
+  --once GOAL            run one agent for GOAL (the default agent, or the argv after --), print
+                         what it did and exit: 0 if the run is done. Uses a temporary socket and
+                         state directory unless --socket / --state-dir say otherwise
 
   CCOS_LOG filters the log (default info); under systemd it goes to journald.";
 
 /// The daemon's configuration and what only main needs.
 struct Args {
     daemon: DaemonConfig,
+    once: Option<Once>,
+    /// A temporary directory made for `--once`, removed at the end.
+    scratch: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -49,16 +56,34 @@ fn parse_args() -> Result<Args, String> {
         policies: std::env::var_os("CCOS_POLICIES").filter(|v| !v.is_empty()).map(PathBuf::from),
         on_shutdown: env("CCOS_ON_SHUTDOWN", "cancel").parse().map_err(|e| format!("CCOS_ON_SHUTDOWN: {e}"))?,
     };
+    let mut once: Option<Once> = None;
+    let (mut socket_given, mut state_given) =
+        (std::env::var_os("CCOS_SOCKET").is_some(), std::env::var_os("CCOS_STATE_DIR").is_some());
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
+        if arg == "--" {
+            let argv: Vec<String> = args.by_ref().collect();
+            match once.as_mut() {
+                Some(once) if !argv.is_empty() => once.argv = Some(argv),
+                _ => return Err("an agent argv after `--` goes with --once GOAL".into()),
+            }
+            break;
+        }
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
             _ => (arg.clone(), None),
         };
         let mut value = || inline.clone().or_else(|| args.next()).ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
-            "--socket" => config.socket = PathBuf::from(value()?),
-            "--state-dir" => config.state_dir = PathBuf::from(value()?),
+            "--socket" => {
+                config.socket = PathBuf::from(value()?);
+                socket_given = true;
+            }
+            "--state-dir" => {
+                config.state_dir = PathBuf::from(value()?);
+                state_given = true;
+            }
+            "--once" => once = Some(Once { goal: value()?, argv: None }),
             "--default-agent" => config.default_agent = value()?,
             "--policies" => config.policies = Some(PathBuf::from(value()?)),
             "--on-shutdown" => config.on_shutdown = value()?.parse()?,
@@ -76,7 +101,19 @@ fn parse_args() -> Result<Args, String> {
     if config.default_agent.is_empty() {
         return Err("--default-agent must not be empty".into());
     }
-    Ok(Args { daemon: config })
+    // One run on a fresh machine must not need (or touch) /var/lib/ccos.
+    let mut scratch = None;
+    if once.is_some() && !(socket_given && state_given) {
+        let dir = std::env::temp_dir().join(format!("ccos-once-{}", std::process::id()));
+        if !socket_given {
+            config.socket = dir.join("ccos.sock");
+        }
+        if !state_given {
+            config.state_dir = dir.join("state");
+        }
+        scratch = Some(dir);
+    }
+    Ok(Args { daemon: config, once, scratch })
 }
 
 fn main() -> ExitCode {
@@ -87,20 +124,27 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match start(args) {
-        Ok(()) => ExitCode::SUCCESS,
+    let scratch = args.scratch.clone();
+    let code = match start(args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             tracing::error!("{e}");
             ExitCode::FAILURE
         }
+    };
+    if let Some(dir) = scratch {
+        let _ = std::fs::remove_dir_all(dir);
     }
+    code
 }
 
 /// Everything that must happen while the process has one thread, then the
-/// runtime.
-fn start(args: Args) -> Result<(), String> {
+/// runtime. Ok(false): the `--once` run did not end `done`.
+fn start(args: Args) -> Result<bool, String> {
     let config = args.daemon;
-    let log_target = logging::init();
+    // A --once run prints its own summary; the log says only what went wrong.
+    let log_target = logging::init(if args.once.is_some() { "warn" } else { "info" });
     // Both change or read process-wide state: before any thread.
     let activated = systemd::take_listener()?;
     let notifier = Notifier::from_env()?;
@@ -117,7 +161,7 @@ fn start(args: Args) -> Result<(), String> {
         .build()
         .map_err(|e| format!("building the async runtime: {e}"))?;
     tracing::debug!(?log_target, "logging");
-    runtime.block_on(run(config, spawner, activated, notifier))
+    runtime.block_on(run(config, spawner, activated, notifier, args.once))
 }
 
 async fn run(
@@ -125,7 +169,8 @@ async fn run(
     spawner: SpawnerHandle,
     activated: Option<std::os::unix::net::UnixListener>,
     notifier: Option<Notifier>,
-) -> Result<(), String> {
+    once: Option<Once>,
+) -> Result<bool, String> {
     let cgroup_version = spawner.cgroup_mode().version();
     let (client, events) = spawner.connect().map_err(|e| format!("connecting to the spawner: {e}"))?;
     let state_dir = config.state_dir.clone();
@@ -156,14 +201,28 @@ async fn run(
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
     let mut sighup = signal(SignalKind::hangup()).map_err(|e| format!("SIGHUP handler: {e}"))?;
     let notifier = notifier.map(Arc::new);
+    // `--once`: its run, and the daemon stops when it is over.
+    let (once_done, mut once_finished) = tokio::sync::oneshot::channel::<Result<bool, String>>();
+    let once_task = once.map(|once| {
+        let daemon = daemon.clone();
+        tokio::spawn(async move {
+            let _ = once_done.send(once::run_once(&daemon, &once).await);
+        })
+    });
+    let once_result = Arc::new(std::sync::Mutex::new(None));
     let shutdown = {
-        let (daemon, notifier) = (daemon.clone(), notifier.clone());
+        let (daemon, notifier, once_result) = (daemon.clone(), notifier.clone(), once_result.clone());
+        let once_running = once_task.is_some();
         async move {
             loop {
                 tokio::select! {
                     _ = sigterm.recv() => break,
                     _ = sigint.recv() => break,
                     _ = sighup.recv() => reload(&daemon, notifier.as_deref()).await,
+                    finished = &mut once_finished, if once_running => {
+                        *once_result.lock().unwrap_or_else(|p| p.into_inner()) = finished.ok();
+                        break;
+                    }
                 }
             }
         }
@@ -194,7 +253,12 @@ async fn run(
     daemon.shutdown(config.on_shutdown).await;
     drop(daemon);
     let _ = tokio::time::timeout(Duration::from_secs(5), events_task).await;
-    Ok(())
+    let once_result = once_result.lock().unwrap_or_else(|p| p.into_inner()).take();
+    match (once_task, once_result) {
+        (None, _) => Ok(true),
+        (Some(_), Some(result)) => result,
+        (Some(_), None) => Err("stopped before the --once run ended".into()),
+    }
 }
 
 /// SIGHUP: reloads the profiles; a broken set is refused, the old one stays.
