@@ -158,6 +158,28 @@ fn binds_are_read_only_unless_asked() {
 }
 
 #[test]
+fn a_bind_source_behind_a_root_only_folder_is_bound_as_checked() {
+    if !require_root() {
+        return;
+    }
+    // The jail's root is an unprivileged id on the host: it could not walk
+    // into a 0700 root folder. The parent clones the source for it.
+    let dir = tempfile::tempdir().unwrap();
+    let private = dir.path().join("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&private, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    std::fs::write(private.join("note"), "only through the jail\n").unwrap();
+    std::fs::set_permissions(private.join("note"), std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let bind = format!("{}:/in/note", private.join("note").display());
+    let out = run_jail(&["--bind", &bind, "--", "/bin/sh", "-c", "cat /in/note; ls /in; (echo x > /in/note) 2>&1"]);
+    let text = stdout(&out);
+    assert!(text.starts_with("only through the jail"), "{text}{}", stderr(&out));
+    assert!(text.contains("Read-only file system"), "{text}");
+    // Nothing else of the folder came along.
+    assert_eq!(text.lines().nth(1), Some("note"), "{text}");
+}
+
+#[test]
 fn errors_before_exec_are_typed_and_named() {
     if !require_root() {
         return;

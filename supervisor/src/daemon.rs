@@ -273,6 +273,10 @@ impl Daemon {
             })
             .await?;
         let (failed, sessions) = failed;
+        for run_id in &failed {
+            // Its agent socket went with the old supervisor.
+            let _ = std::fs::remove_file(self.run_dir(run_id).join("agent.sock"));
+        }
         for session_id in &sessions {
             self.start_next_queued(session_id).await;
         }

@@ -517,6 +517,7 @@ fn restart_fails_live_runs_and_keeps_the_rest() {
     assert_eq!(run["state"], "failed", "{run}");
     assert_eq!(run["state_reason"], "supervisor_restarted", "{run}");
     assert!(!run["exit"].is_null(), "{run}");
+    assert!(!d.state.join("runs").join(&live_id).join("agent.sock").exists(), "a stale agent socket");
     assert_eq!(d.get(&format!("/v1/runs/{finished_id}"))["state"], "done");
     let events = d.get("/v1/audit?limit=2000")["events"].as_array().unwrap().len();
     assert!(events > events_before, "{events} <= {events_before}");
