@@ -146,8 +146,15 @@ impl Daemon {
             Ok(_) => (true, None),
             Err(message) => (false, Some(message.clone())),
         };
+        let tokens = outcome.as_ref().map(reported_tokens).unwrap_or(0);
         let (done, cap) = (step.clone(), capability_id.to_owned());
-        self.db(move |store| store.finish_step(&done, &cap, success, 0, error.as_deref())).await?;
+        self.db(move |store| store.finish_step(&done, &cap, success, tokens, error.as_deref())).await?;
+        if tokens > 0 {
+            // The token budget may be spent now: the next call would be
+            // refused anyway, but a run that makes no further call must
+            // not keep running on an exhausted budget.
+            self.check_budget_now(&step.run.id, step.run.budget_window_started_at).await;
+        }
         Ok(match outcome {
             Ok(output) => Executed::Done { step_id: step.step_id, output },
             Err(message) => Executed::Failed { step_id: step.step_id, message },
@@ -184,6 +191,21 @@ impl Daemon {
         let id = run_id.to_owned();
         let window = self.db(move |store| store.get_run(&id)).await.ok()?.budget_window_started_at;
         Some(self.agents.window_cpu(run_id, window, total))
+    }
+
+    /// The watcher's check, once, now.
+    async fn check_budget_now(self: &Arc<Self>, run_id: &str, window: Option<Timestamp>) {
+        let id = run_id.to_owned();
+        let meters = Meters { cpu_secs: self.window_cpu_now(run_id).await, ..Meters::default() };
+        match self.db(move |store| store.enforce_budget(&id, window, meters)).await {
+            Ok((_, Some((which, moved)))) => {
+                tracing::info!(run_id = %run_id, "budget exceeded: {which}; {}", moved.run.state);
+                self.changed();
+                self.follow(&moved).await;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(run_id = %run_id, "checking the budget: {e}"),
+        }
     }
 
     /// Enforces the run's time budgets and keeps its usage live, until the
@@ -237,6 +259,12 @@ impl Daemon {
     }
 }
 
+/// The tokens a capability's output reports (`usage.total_tokens`, as
+/// OpenAI-compatible APIs answer), which count against the token budget.
+pub fn reported_tokens(output: &Value) -> u64 {
+    output.pointer("/usage/total_tokens").and_then(Value::as_u64).unwrap_or(0)
+}
+
 /// The refusal's HTTP status, code and message, as the agent API answers.
 pub fn refusal_answer(refusal: &Refusal) -> (u16, String, Option<Vec<String>>) {
     use crate::capabilities::InputError;
@@ -260,5 +288,28 @@ fn budget_words(which: Exhausted) -> &'static str {
         Exhausted::Duration => "wall-time",
         Exhausted::Cpu => "CPU-time",
         Exhausted::Tokens => "token",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_read_from_usage_total_tokens_only() {
+        assert_eq!(reported_tokens(&json!({"content": "hi", "usage": {"total_tokens": 42}})), 42);
+        assert_eq!(reported_tokens(&json!({"usage": {"prompt_tokens": 5}})), 0);
+        assert_eq!(reported_tokens(&json!({"usage": {"total_tokens": "42"}})), 0);
+        assert_eq!(reported_tokens(&json!("text")), 0);
+    }
+
+    #[test]
+    fn a_window_counts_cpu_from_its_start() {
+        let sides = AgentSides::default();
+        let (w1, w2) = (Some(Timestamp::from_unix_micros(1)), Some(Timestamp::from_unix_micros(2)));
+        assert_eq!(sides.window_cpu("r", w1, 3.0), 3.0, "the first window counts from the jail's start");
+        assert_eq!(sides.window_cpu("r", w1, 5.0), 5.0);
+        assert_eq!(sides.window_cpu("r", w2, 6.0), 0.0, "a fresh window starts at 0");
+        assert_eq!(sides.window_cpu("r", w2, 7.5), 1.5);
     }
 }
