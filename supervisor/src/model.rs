@@ -217,6 +217,8 @@ pub struct Run {
     pub started_at: Option<Timestamp>,
     pub ended_at: Option<Timestamp>,
     pub metadata: Map<String, Value>,
+    /// The capabilities the run may call; `None`: every one loaded.
+    pub capabilities: Option<Vec<String>>,
 }
 
 /// A message's direction, seen from the session's user: `in` goes to the

@@ -609,3 +609,32 @@ fn a_scripted_ccos_agent_run_goes_from_creation_to_done_with_its_audit_trail() {
     }
     assert_eq!(d.get("/v1/audit/verify")["ok"], true);
 }
+
+#[test]
+fn a_run_allowlist_refuses_other_capabilities_with_403() {
+    if !root_or_skip("a_run_allowlist_refuses_other_capabilities_with_403") {
+        return;
+    }
+    let _serial = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path());
+    let agent = python_agent(
+        r#"
+s1, b1 = execute("chat.send", {"text": "not allowed"})
+s2, b2 = execute("run.note", {"text": "allowed"})
+out(json.dumps({"chat": s1, "code": b1["error"]["code"], "note": s2}))
+"#,
+    );
+    let mut body = run_body("allow", agent, json!({}), "hard_stop");
+    body["capabilities"] = json!(["run.note"]);
+    let id = d.create(body);
+    let run = d.wait_terminal(&id);
+    assert_eq!(run["capabilities"], json!(["run.note"]), "{run}");
+    assert_eq!(d.lines(&id), [json!({"chat": 403, "code": "capability_not_allowed", "note": 200})]);
+    let events = d.audit(&id);
+    let refused = events.iter().find(|e| e["type"] == "capability.call" && e["decision"] == "deny").unwrap();
+    assert_eq!(refused["detail"], json!({"capability_id": "chat.send", "reason": "capability_not_allowed"}));
+    assert_eq!(run["usage"]["steps"], 1, "a refused call is not a step: {run}");
+    let (status, err) = d.post("/v1/runs", json!({"session_id": "allow2", "goal": "g", "capabilities": ["bad id!"]}));
+    assert_eq!((status, err["error"]["field"].as_str()), (400, Some("capabilities[0]")), "{err}");
+}

@@ -96,6 +96,7 @@ pub fn schemas() -> Map<String, Value> {
                 "exit": {"oneOf": [reference("RunExit"), {"type": "null"}]},
                 "created_at": string(), "updated_at": string(), "started_at": nullable("string"),
                 "ended_at": nullable("string"), "metadata": {"type": "object"},
+                "capabilities": {"type": ["array", "null"], "items": string()},
             }),
         ),
     );
@@ -111,7 +112,8 @@ pub fn schemas() -> Map<String, Value> {
             json!({"session_id": string(), "goal": string(), "agent": reference("AgentRequest"),
                    "profile": string(), "budget": reference("BudgetPatch"),
                    "budget_policy": {"type": "string", "enum": ["hard_stop", "pause_approval"]},
-                   "completion_predicate": string(), "metadata": {"type": "object"}, "queue": {"type": "boolean"}}),
+                   "completion_predicate": string(), "metadata": {"type": "object"}, "queue": {"type": "boolean"},
+                   "capabilities": {"type": "array", "items": string()}}),
         ),
     );
     add(
@@ -274,6 +276,7 @@ mod tests {
             completion_predicate: Some("always".into()),
             metadata: Some(Default::default()),
             queue: Some(true),
+            capabilities: Some(vec!["chat.send".into()]),
         };
         let mut full = serde_json::to_value(&request).unwrap();
         full["budget_policy"] = json!("hard_stop");

@@ -275,6 +275,9 @@ pub fn refusal_answer(refusal: &Refusal) -> (u16, String, Option<Vec<String>>) {
             (409, format!("the run's {what} budget is used up; the run is now {}", moved.run.state), None)
         }
         Refusal::UnknownCapability => (404, "no such capability".to_owned(), None),
+        Refusal::NotAllowed => {
+            (403, "this run may not call that capability (it is not on the run's allowlist)".to_owned(), None)
+        }
         Refusal::Input(InputError::Missing(fields)) => {
             (422, format!("missing required input: {}", fields.join(", ")), Some(fields.clone()))
         }

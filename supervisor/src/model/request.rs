@@ -32,6 +32,9 @@ pub struct CreateRunRequest {
     pub metadata: Option<Map<String, Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<bool>,
+    /// An allowlist of capability ids; absent: every capability.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Vec<String>>,
 }
 
 /// `agent` in a request: `argv` is required, `env` optional.
@@ -106,6 +109,7 @@ pub struct NewRun {
     pub metadata: Map<String, Value>,
     /// Queue behind the session's active run instead of refusing.
     pub queue: bool,
+    pub capabilities: Option<Vec<String>>,
 }
 
 /// A request that is well-formed JSON but says something invalid: 400
@@ -169,6 +173,7 @@ impl CreateRunRequest {
             completion_predicate,
             metadata: self.metadata.unwrap_or_default(),
             queue: self.queue.unwrap_or(false),
+            capabilities: self.capabilities.map(validate_capability_ids).transpose()?,
         })
     }
 }
@@ -193,6 +198,18 @@ fn validate_agent(agent: AgentSpec) -> Result<AgentSpec, RequestError> {
         }
     }
     Ok(agent)
+}
+
+// Ids, not patterns: an allowlist says exactly what a run may call. Whether
+// each is loaded is not checked here: a skill may come with the next reload.
+fn validate_capability_ids(ids: Vec<String>) -> Result<Vec<String>, RequestError> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    for (i, id) in ids.iter().enumerate() {
+        if id.is_empty() || id.len() > 128 || !id.chars().all(ok_char) {
+            return Err(RequestError::new(format!("capabilities[{i}]"), format!("not a capability id: {id:?}")));
+        }
+    }
+    Ok(ids)
 }
 
 // A profile names a file under the policies directory: no path separators.

@@ -41,7 +41,7 @@ pub struct Transitioned {
 }
 
 /// The columns of `runs`, in the order every query selects them.
-const RUN_COLUMN_NAMES: [&str; 20] = [
+const RUN_COLUMN_NAMES: [&str; 21] = [
     "id",
     "session_id",
     "goal",
@@ -62,6 +62,7 @@ const RUN_COLUMN_NAMES: [&str; 20] = [
     "started_at",
     "ended_at",
     "metadata",
+    "capabilities",
 ];
 
 fn run_columns() -> String {
@@ -116,6 +117,7 @@ impl Store {
                 started_at: started,
                 ended_at: None,
                 metadata: new.metadata.clone(),
+                capabilities: new.capabilities.clone(),
             };
             insert_run(tx, &run)?;
             messages::insert(
@@ -444,7 +446,7 @@ fn insert_run(tx: &Transaction<'_>, run: &Run) -> Result<()> {
     let cols = run_columns();
     let sql = format!(
         "INSERT INTO runs ({cols}) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
     );
     let mut st = tx.prepare_cached(&sql).ctx("inserting a run")?;
     st.execute(rusqlite::params![
@@ -468,6 +470,7 @@ fn insert_run(tx: &Transaction<'_>, run: &Run) -> Result<()> {
         run.started_at.map(|t| t.to_string()),
         run.ended_at.map(|t| t.to_string()),
         to_json(&run.metadata)?,
+        run.capabilities.as_ref().map(to_json).transpose()?,
     ])
     .ctx("inserting a run")?;
     Ok(())
@@ -558,6 +561,7 @@ impl RunRow {
             started_at: self.parse_opt("started_at")?,
             ended_at: self.parse_opt("ended_at")?,
             metadata: self.json("metadata")?,
+            capabilities: self.json_opt("capabilities")?,
         })
     }
 

@@ -162,10 +162,11 @@ fn created_run_has_the_api_shape() {
         "started_at",
         "ended_at",
         "metadata",
+        "capabilities",
     ] {
         assert!(v.get(field).is_some(), "missing {field}");
     }
-    assert_eq!(v.as_object().unwrap().len(), 20);
+    assert_eq!(v.as_object().unwrap().len(), 21);
     assert_eq!(v["state"], "active");
     assert_eq!(
         v["usage"],

@@ -18,7 +18,7 @@ use super::error::{SqlContext, StoreError};
 /// against pointing --state-dir at some other program's SQLite file.
 pub const APPLICATION_ID: i64 = 0x6363_6f73;
 
-pub const MIGRATIONS: &[&str] = &[V1_INITIAL];
+pub const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_RUN_CAPABILITIES];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -94,6 +94,11 @@ CREATE TABLE audit_events (
 ) STRICT;
 CREATE INDEX audit_by_session ON audit_events (session_id, seq);
 CREATE INDEX audit_by_run ON audit_events (run_id, seq);
+"#;
+
+// A run's capability allowlist: a JSON array of ids, NULL for "all".
+const V2_RUN_CAPABILITIES: &str = r#"
+ALTER TABLE runs ADD COLUMN capabilities TEXT;
 "#;
 
 pub(crate) fn user_version(conn: &Connection) -> Result<i64, StoreError> {

@@ -32,6 +32,8 @@ pub enum Refusal {
     BudgetExceeded { which: Exhausted, moved: Box<Transitioned> },
     /// 404 `unknown_capability`.
     UnknownCapability,
+    /// 403 `capability_not_allowed`: not on the run's allowlist.
+    NotAllowed,
     /// 422 `missing_input` / `invalid_input`.
     Input(InputError),
 }
@@ -42,6 +44,7 @@ impl Refusal {
             Refusal::RunNotActive { .. } => "run_not_active",
             Refusal::BudgetExceeded { .. } => "budget_exceeded",
             Refusal::UnknownCapability => "unknown_capability",
+            Refusal::NotAllowed => "capability_not_allowed",
             Refusal::Input(InputError::Missing(_)) => "missing_input",
             Refusal::Input(InputError::Invalid { .. }) => "invalid_input",
         }
@@ -55,8 +58,9 @@ pub type CapabilityCheck = Option<std::result::Result<(), InputError>>;
 impl Store {
     /// The gate, in API.md's order: the run must be `active`; the budget
     /// must allow one more step (else the policy is applied); the
-    /// capability must exist and its inputs validate; then the step is
-    /// counted and audited as an allowed `capability.call`.
+    /// capability must exist, be on the run's allowlist (if it has one) and
+    /// its inputs validate; then the step is counted and audited as an
+    /// allowed `capability.call`.
     ///
     /// `cpu_secs` is the run's CPU time as just read from its cgroup, if it
     /// could be. Returns `Ok(Err(refusal))` for a refusal, which is
@@ -88,8 +92,10 @@ impl Store {
                 let moved = apply_policy(tx, &mut run, which, &actor, now)?;
                 return deny(tx, &moved.run.clone(), Refusal::BudgetExceeded { which, moved: Box::new(moved) });
             }
+            let allowed = run.capabilities.as_ref().map_or(true, |ids| ids.iter().any(|id| id == capability_id));
             match capability {
                 None => return deny(tx, &run, Refusal::UnknownCapability),
+                Some(_) if !allowed => return deny(tx, &run, Refusal::NotAllowed),
                 Some(Err(input)) => return deny(tx, &run, Refusal::Input(input)),
                 Some(Ok(())) => {}
             }
