@@ -550,7 +550,6 @@ impl Daemon {
     }
 
     async fn on_exit(self: &Arc<Self>, run_id: String, report: &Report) {
-        self.close_agent_side(&run_id);
         let exit = RunExit {
             code: report.exit_code,
             signal: report.signal,
@@ -564,7 +563,13 @@ impl Daemon {
             },
         };
         let setup_failure = report.error.as_ref().map(|f| format!("spawn_failed: {f}"));
-        let (wall, cpu, mem, pids) = (report.wall_secs, report.cpu_secs, report.memory_peak_bytes, report.pids_peak);
+        let (cpu, mem, pids) = (report.cpu_secs, report.memory_peak_bytes, report.pids_peak);
+        // The jail's CPU total, as CPU time of the run's current window
+        // (read before the agent side and its window base go).
+        let id = run_id.clone();
+        let window = self.db(move |store| store.get_run(&id)).await.ok().and_then(|r| r.budget_window_started_at);
+        let window_cpu = cpu.is_finite().then(|| self.agents.window_cpu(&run_id, window, cpu));
+        self.close_agent_side(&run_id);
         let id = run_id.clone();
         let ended = self
             .db(move |store| {
@@ -575,17 +580,22 @@ impl Daemon {
                     (RunState::Cancelled, ExitReason::Signalled) => RunExit { reason: ExitReason::Cancelled, ..exit },
                     _ => exit,
                 };
-                if wall.is_finite() && cpu.is_finite() {
-                    store.update_usage(&id, |run| Usage {
-                        wall_secs: if before.state.is_terminal() { run.usage.wall_secs } else { wall },
-                        cpu_secs: cpu,
-                        memory_peak_bytes: run.usage.memory_peak_bytes.max(mem.unwrap_or(0)),
-                        pids_peak: run.usage.pids_peak.max(pids.unwrap_or(0)),
-                        ..run.usage
-                    })?;
-                }
                 let end = setup_failure.as_deref().map(|reason| (RunState::Failed, reason));
-                store.record_exit(&id, &exit, end, &Actor::System)
+                // The last reading, taken with the exit in one commit: wall
+                // time to now for a run the exit ends, the jail's CPU and
+                // peaks; a run ended before (cancel, hard stop) keeps its
+                // wall time.
+                let now = crate::model::Timestamp::now();
+                store.record_exit_with_usage(&id, &exit, end, &Actor::System, |run| Usage {
+                    wall_secs: match (run.state.is_terminal(), run.budget_window_started_at) {
+                        (false, Some(start)) => now.saturating_since(start).as_secs_f64(),
+                        _ => run.usage.wall_secs,
+                    },
+                    cpu_secs: window_cpu.map_or(run.usage.cpu_secs, |c| c.max(run.usage.cpu_secs)),
+                    memory_peak_bytes: run.usage.memory_peak_bytes.max(mem.unwrap_or(0)),
+                    pids_peak: run.usage.pids_peak.max(pids.unwrap_or(0)),
+                    ..run.usage
+                })
             })
             .await;
         self.changed();

@@ -71,7 +71,7 @@ pub enum Executed {
 impl AgentSides {
     /// The CPU seconds of the run's current window, from its cgroup's
     /// counter. The first window counts from the jail's start.
-    fn window_cpu(&self, run_id: &str, window: Option<Timestamp>, total: f64) -> f64 {
+    pub(super) fn window_cpu(&self, run_id: &str, window: Option<Timestamp>, total: f64) -> f64 {
         let mut bases = self.cpu_bases.lock().unwrap_or_else(|p| p.into_inner());
         let (base_window, base) = bases.entry(run_id.to_owned()).or_insert((window, 0.0));
         if *base_window != window {

@@ -251,6 +251,20 @@ impl Store {
         end: Option<(RunState, &str)>,
         actor: &Actor,
     ) -> Result<Run> {
+        self.record_exit_with_usage(run_id, exit, end, actor, |run| run.usage)
+    }
+
+    /// [`Store::record_exit`], with the run's final usage (the jail's own
+    /// report: `usage` sees the run as stored) in the same transaction: one
+    /// commit, one fsync, per ended run.
+    pub fn record_exit_with_usage(
+        &self,
+        run_id: &str,
+        exit: &RunExit,
+        end: Option<(RunState, &str)>,
+        actor: &Actor,
+        usage: impl FnOnce(&Run) -> Usage,
+    ) -> Result<Run> {
         if let Some((state, _)) = end {
             if !state.is_terminal() {
                 let msg = format!("a run whose jail ended must end too; `{state}` is not terminal");
@@ -262,6 +276,10 @@ impl Store {
             let mut run = load_run(tx, run_id)?;
             if run.exit.is_some() {
                 return Err(StoreError::ExitAlreadyRecorded { run_id: run.id });
+            }
+            let final_usage = usage(&run);
+            if final_usage.wall_secs.is_finite() && final_usage.cpu_secs.is_finite() {
+                run.usage = final_usage;
             }
             if !run.state.is_terminal() {
                 let (to, reason) = match end {
