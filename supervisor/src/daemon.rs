@@ -21,11 +21,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod agent_side;
+mod command_exec;
 
 use ccos_jail::{EndReason, Report};
 use tokio::sync::{broadcast, watch};
 
 pub use agent_side::{refusal_answer, Executed, AGENT_SOCKET_IN_JAIL};
+pub use command_exec::CommandResult;
 
 use crate::api::metrics;
 use crate::audit::{types, NewAuditEvent};
@@ -76,6 +78,8 @@ pub struct DaemonConfig {
     pub default_agent: String,
     /// Profiles on top of the shipped ones (`--policies`).
     pub policies: Option<PathBuf>,
+    /// Skill files on top of the builtin capabilities (`--capabilities`).
+    pub capabilities: Option<PathBuf>,
     pub on_shutdown: OnShutdown,
 }
 
@@ -87,8 +91,9 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
     Internal(String),
-    /// The profile set did not load; the message names the file and field.
-    #[error("loading profiles: {0}")]
+    /// Profiles or capabilities did not load; the message says which, and
+    /// names the file and field.
+    #[error("{0}")]
     Policy(String),
 }
 
@@ -105,6 +110,7 @@ pub struct Daemon {
     published: Arc<std::sync::Mutex<u64>>,
     shutting_down: AtomicBool,
     policies: Option<PathBuf>,
+    capabilities_dir: Option<PathBuf>,
     /// The profiles runs may name, with their hashes, as last loaded.
     profiles: std::sync::RwLock<BTreeMap<String, String>>,
     /// What agents may call.
@@ -143,6 +149,7 @@ impl Daemon {
             published: Arc::new(std::sync::Mutex::new(head)),
             shutting_down: AtomicBool::new(false),
             policies: config.policies.clone(),
+            capabilities_dir: config.capabilities.clone(),
             profiles: std::sync::RwLock::new(BTreeMap::new()),
             capabilities: std::sync::RwLock::new(Arc::new(Registry::builtins())),
             agents: agent_side::AgentSides::default(),
@@ -183,7 +190,7 @@ impl Daemon {
                 (event.decision(crate::audit::ALLOW).with("profiles", listed), Ok(set))
             }
             Err(e) => {
-                let message = e.to_string();
+                let message = format!("loading profiles: {e}");
                 (event.decision(crate::audit::DENY).with("error", message.as_str()), Err(message))
             }
         };
@@ -303,6 +310,39 @@ impl Daemon {
             return Err("the spawner is gone".into());
         }
         Ok(())
+    }
+
+    /// (Re)loads the capabilities: the builtins and the skill files of
+    /// `--capabilities`, all or nothing (errors name the file and field).
+    /// At start a failure stops the daemon; on SIGHUP the loaded set stays.
+    /// Audited as `policy.load` (`kind` capabilities) either way.
+    pub async fn load_capabilities(&self) -> Result<Vec<String>, DaemonError> {
+        let dir = self.capabilities_dir.clone();
+        let loaded = tokio::task::spawn_blocking(move || match &dir {
+            // Secrets come with the secret store; until then a skill that
+            // names one cannot resolve it, and is refused.
+            Some(dir) => crate::capabilities::load_dir(dir, &|_| false).and_then(Registry::with_skills),
+            None => Ok(Registry::builtins()),
+        })
+        .await
+        .map_err(|e| DaemonError::Internal(e.to_string()))?;
+        let dir = self.capabilities_dir.as_ref().map(|d| d.display().to_string());
+        let event =
+            NewAuditEvent::new(types::POLICY_LOAD, &Actor::System).with("kind", "capabilities").with("dir", dir);
+        let (event, result) = match loaded {
+            Ok(registry) => {
+                let ids: Vec<String> = registry.iter().map(|c| c.id.clone()).collect();
+                (event.decision(crate::audit::ALLOW).with("capabilities", ids.clone()), Ok((registry, ids)))
+            }
+            Err(e) => {
+                let message = format!("loading capabilities: {e}");
+                (event.decision(crate::audit::DENY).with("error", message.as_str()), Err(message))
+            }
+        };
+        self.db(move |store| store.append_audit(event)).await?;
+        let (registry, ids) = result.map_err(DaemonError::Policy)?;
+        *self.capabilities.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(registry);
+        Ok(ids)
     }
 
     /// A run may name only a loaded profile (checked again by the spawner,
@@ -518,6 +558,9 @@ impl Daemon {
                 // A task each: recording one exit and starting the session's
                 // next run must not hold up the exits of other runs.
                 SpawnerEvent::Exited { run_id, report } => {
+                    if self.agents.deliver_exit(&run_id, &report) {
+                        continue;
+                    }
                     let daemon = self.clone();
                     tokio::spawn(async move { daemon.on_exit(run_id, &report).await });
                 }

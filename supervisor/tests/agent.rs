@@ -121,6 +121,10 @@ impl Daemon {
         self.logs(id, "stdout").lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
     }
 
+    fn audit_all(&self) -> Vec<Value> {
+        self.get("/v1/audit?limit=2000")["events"].as_array().unwrap().clone()
+    }
+
     fn audit(&self, id: &str) -> Vec<Value> {
         let mut events = self.get(&format!("/v1/audit?run_id={id}&limit=2000"))["events"].as_array().unwrap().clone();
         events.reverse();
@@ -637,4 +641,129 @@ out(json.dumps({"chat": s1, "code": b1["error"]["code"], "note": s2}))
     assert_eq!(run["usage"]["steps"], 1, "a refused call is not a step: {run}");
     let (status, err) = d.post("/v1/runs", json!({"session_id": "allow2", "goal": "g", "capabilities": ["bad id!"]}));
     assert_eq!((status, err["error"]["field"].as_str()), (400, Some("capabilities[0]")), "{err}");
+}
+
+/// In the slow skill's command line, to find its processes.
+const SLOW_SKILL_MARKER: &str = "ccos-test-slow-skill";
+
+/// Command skills for the tests: each a program in a jail of its own.
+fn write_skills(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let skill = |id: &str, argv: Value, time_limit: u64, output_schema: &str| {
+        format!(
+            "id = \"{id}\"\n[executor]\ntype = \"command\"\nargv = {argv}\nprofile = \"default\"\ntime_limit_secs = \
+             {time_limit}\nmax_output_bytes = 4096\n[operations.run]\ninput_schema = {{ type = \"object\", properties = \
+             {{ text = {{ type = \"string\" }} }}, required = [\"text\"], additionalProperties = false }}\n{output_schema}"
+        )
+    };
+    let echo = "import json, os, sys\nd = json.load(sys.stdin)\njson.dump({'echo': d['text'], 'uid': os.getuid(), \
+                'env': sorted(os.environ)}, sys.stdout)";
+    std::fs::write(dir.join("echo.toml"), skill("echo", json!(["/usr/bin/python3", "-c", echo]), 10, "")).unwrap();
+    let fail = json!(["/bin/sh", "-c", "echo 'something broke' >&2; exit 3"]);
+    std::fs::write(dir.join("fail.toml"), skill("fail", fail, 10, "")).unwrap();
+    let slow = json!(["/bin/sh", "-c", "sleep 30", SLOW_SKILL_MARKER]);
+    std::fs::write(dir.join("slow.toml"), skill("slow", slow, 1, "")).unwrap();
+    let noise = json!(["/bin/sh", "-c", "echo not json"]);
+    std::fs::write(dir.join("noise.toml"), skill("noise", noise, 10, "")).unwrap();
+    let typed = json!(["/bin/sh", "-c", "echo '{\"n\": \"not a number\"}'"]);
+    let schema =
+        "output_schema = { type = \"object\", properties = { n = { type = \"integer\" } }, required = [\"n\"] }";
+    std::fs::write(dir.join("typed.toml"), skill("typed", typed, 10, schema)).unwrap();
+}
+
+#[test]
+fn command_skills_run_in_their_own_jails_and_fail_cleanly() {
+    if !root_or_skip("command_skills_run_in_their_own_jails_and_fail_cleanly") {
+        return;
+    }
+    let _serial = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let skills = dir.path().join("skills");
+    write_skills(&skills);
+    let d = Daemon(DaemonProcess::start_with(
+        dir.path(),
+        |c| {
+            c.arg("--capabilities").arg(&skills);
+        },
+        pings,
+    ));
+    let listed = d.get("/v1/capabilities")["capabilities"].clone();
+    let ids: Vec<&str> = listed.as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    for id in ["chat.send", "run.note", "echo.run", "fail.run", "slow.run", "noise.run", "typed.run"] {
+        assert!(ids.contains(&id), "{id} not in {ids:?}");
+    }
+    assert!(!listed.to_string().contains("/bin/sh"), "argv leaked into the listing: {listed}");
+
+    let agent = python_agent(
+        r#"
+for cap in ["echo.run", "fail.run", "slow.run", "noise.run", "typed.run"]:
+    status, body = execute(cap, {"text": "hello jail"})
+    out(json.dumps({"cap": cap, "status": status, "body": body}))
+"#,
+    );
+    let id = d.create(run_body("skills", agent, json!({}), "hard_stop"));
+    d.wait_terminal(&id);
+    let lines = d.lines(&id);
+    let by_cap =
+        |cap: &str| lines.iter().find(|l| l["cap"] == cap).cloned().unwrap_or_else(|| panic!("{cap}: {lines:?}"));
+    let echo = by_cap("echo.run");
+    assert_eq!(echo["status"], 200, "{echo}");
+    assert_eq!(echo["body"]["output"]["echo"], "hello jail");
+    assert_eq!(echo["body"]["output"]["uid"], 1000, "the command runs unprivileged in its jail");
+    for (cap, words) in [
+        ("fail.run", "exited with 3"),
+        ("slow.run", "time limit"),
+        ("noise.run", "not JSON"),
+        ("typed.run", "does not match its schema"),
+    ] {
+        let line = by_cap(cap);
+        assert_eq!(line["status"], 502, "{line}");
+        assert_eq!(line["body"]["error"]["code"], "capability_failed", "{line}");
+        assert!(line["body"]["error"]["message"].as_str().unwrap().contains(words), "{cap}: {line}");
+    }
+    // stderr is kept for the audit, not handed to the agent.
+    let events = d.audit(&id);
+    let failed =
+        events.iter().find(|e| e["type"] == "capability.result" && e["detail"]["capability_id"] == "fail.run").unwrap();
+    assert_eq!(failed["detail"]["stderr"], "something broke", "{failed}");
+    assert!(!by_cap("fail.run").to_string().contains("something broke"));
+    // The timed-out command's jail is gone, all of it.
+    assert!(processes_marked(SLOW_SKILL_MARKER).is_empty(), "{:?}", processes_marked(SLOW_SKILL_MARKER));
+}
+
+#[test]
+fn a_broken_capabilities_folder_stops_the_start_and_a_sighup_keeps_the_loaded_set() {
+    if !root_or_skip("a_broken_capabilities_folder_stops_the_start_and_a_sighup_keeps_the_loaded_set") {
+        return;
+    }
+    let _serial = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let skills = dir.path().join("skills");
+    write_skills(&skills);
+    let broken = "id = \"broken\"\n[executor]\ntype = \"telepathy\"\n[operations.x]\ninput_schema = { type = \"object\" }\n";
+    std::fs::write(skills.join("zz-broken.toml"), broken).unwrap();
+    let mut command = DaemonProcess::command(dir.path());
+    command.arg("--capabilities").arg(&skills);
+    assert_eq!(command.status().unwrap().code(), Some(1));
+    let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap();
+    assert!(log.contains("zz-broken.toml") && log.contains("executor"), "{log}");
+
+    std::fs::remove_file(skills.join("zz-broken.toml")).unwrap();
+    let d = Daemon(DaemonProcess::start_with(
+        dir.path(),
+        |c| {
+            c.arg("--capabilities").arg(&skills);
+        },
+        pings,
+    ));
+    std::fs::write(skills.join("zz-broken.toml"), "id = \"broken\"\n").unwrap();
+    d.0.signal(nix::sys::signal::Signal::SIGHUP);
+    let refused = || {
+        d.audit_all()
+            .iter()
+            .any(|e| e["type"] == "policy.load" && e["detail"]["kind"] == "capabilities" && e["decision"] == "deny")
+    };
+    assert!(eventually(Duration::from_secs(10), refused), "{}", d.0.log_text());
+    let ids = d.get("/v1/capabilities")["capabilities"].to_string();
+    assert!(ids.contains("echo.run"), "the loaded set stays: {ids}");
 }

@@ -226,5 +226,8 @@ async fn dispatch(
         Handler::Events => events::stream(daemon, query).await,
         Handler::OpenApi => Ok(openapi::serve()),
         Handler::Metrics => metrics::metrics(daemon).await,
+        Handler::Capabilities => {
+            Ok(body::json_response(StatusCode::OK, &crate::capabilities::listing(&daemon.capabilities())))
+        }
     }
 }

@@ -158,6 +158,17 @@ pub fn schemas() -> Map<String, Value> {
     );
     add("AuditEventList", object(&["events"], json!({"events": array_of("AuditEvent")})));
     add(
+        "Capability",
+        object(
+            &["id", "executor", "input_schema"],
+            json!({"id": string(), "description": string(),
+                   "executor": {"type": "string", "enum": ["builtin", "http", "command"]},
+                   "input_schema": {"type": "object"}, "output_schema": {"type": ["object", "null"]},
+                   "uses_secret": {"type": "boolean"}}),
+        ),
+    );
+    add("CapabilityList", object(&["capabilities"], json!({"capabilities": array_of("Capability")})));
+    add(
         "Verification",
         object(
             &["ok", "events", "head_hash", "first_bad_seq"],

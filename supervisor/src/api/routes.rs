@@ -23,6 +23,7 @@ pub enum Handler {
     Events,
     OpenApi,
     Metrics,
+    Capabilities,
 }
 
 /// One route: `path` segments are literals or `{name}` (a non-empty segment).
@@ -196,6 +197,16 @@ pub static ROUTES: &[Route] = &[
             &[],
         ),
         "application/x-ndjson",
+    ),
+    route(
+        "GET",
+        "/v1/capabilities",
+        Capabilities,
+        "What agents may call: ids, executors, schemas (never secrets)",
+        &[],
+        None,
+        (200, Some("CapabilityList")),
+        &[],
     ),
     route("GET", "/v1/openapi.json", OpenApi, "This document", &[], None, (200, None), &[]),
     text(

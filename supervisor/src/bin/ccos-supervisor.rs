@@ -30,6 +30,8 @@ const USAGE: &str = "usage: ccos-supervisor [--socket PATH] [--state-dir DIR] [-
   --state-dir DIR        the state directory (CCOS_STATE_DIR; default /var/lib/ccos)
   --policies DIR         jail profiles (*.toml, named by file stem) on top of the shipped
                          default and strict (CCOS_POLICIES; default none); SIGHUP reloads them
+  --capabilities DIR     skill files (*.toml, policies/skills/README.md) on top of the builtin
+                         capabilities (CCOS_CAPABILITIES; default none); SIGHUP reloads them
   --default-agent ARGV0  the agent of runs that name none (CCOS_DEFAULT_AGENT; default ccos-agent)
   --on-shutdown WHAT     on SIGTERM, `cancel` live runs (default) or `keep` their jails running
                          until they end (CCOS_ON_SHUTDOWN)
@@ -54,6 +56,7 @@ fn parse_args() -> Result<Args, String> {
         state_dir: env("CCOS_STATE_DIR", "/var/lib/ccos").into(),
         default_agent: env("CCOS_DEFAULT_AGENT", "ccos-agent"),
         policies: std::env::var_os("CCOS_POLICIES").filter(|v| !v.is_empty()).map(PathBuf::from),
+        capabilities: std::env::var_os("CCOS_CAPABILITIES").filter(|v| !v.is_empty()).map(PathBuf::from),
         on_shutdown: env("CCOS_ON_SHUTDOWN", "cancel").parse().map_err(|e| format!("CCOS_ON_SHUTDOWN: {e}"))?,
     };
     let mut once: Option<Once> = None;
@@ -86,6 +89,7 @@ fn parse_args() -> Result<Args, String> {
             "--once" => once = Some(Once { goal: value()?, argv: None }),
             "--default-agent" => config.default_agent = value()?,
             "--policies" => config.policies = Some(PathBuf::from(value()?)),
+            "--capabilities" => config.capabilities = Some(PathBuf::from(value()?)),
             "--on-shutdown" => config.on_shutdown = value()?.parse()?,
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -184,6 +188,9 @@ async fn run(
     // A broken policies folder stops the start: runs would fail one by one.
     let profiles = daemon.load_profiles().await.map_err(|e| e.to_string())?;
     tracing::info!("profiles: {}", profiles.keys().cloned().collect::<Vec<_>>().join(", "));
+    // Likewise for the capabilities.
+    let capabilities = daemon.load_capabilities().await.map_err(|e| e.to_string())?;
+    tracing::info!("capabilities: {}", capabilities.join(", "));
     let failed = daemon.reconcile().await.map_err(|e| format!("reconciling runs: {e}"))?;
     for run_id in &failed {
         tracing::warn!(run_id = %run_id, "was live when the supervisor stopped: now failed (supervisor_restarted)");
@@ -261,7 +268,8 @@ async fn run(
     }
 }
 
-/// SIGHUP: reloads the profiles; a broken set is refused, the old one stays.
+/// SIGHUP: reloads the profiles and the capabilities; a broken set is
+/// refused, and the one in use stays.
 async fn reload(daemon: &Arc<Daemon>, notifier: Option<&Notifier>) {
     notify(notifier, "RELOADING=1");
     match daemon.load_profiles().await {
@@ -269,6 +277,10 @@ async fn reload(daemon: &Arc<Daemon>, notifier: Option<&Notifier>) {
             tracing::info!("reloaded profiles: {}", profiles.keys().cloned().collect::<Vec<_>>().join(", "))
         }
         Err(e) => tracing::error!("SIGHUP: {e}; the profiles in use stay"),
+    }
+    match daemon.load_capabilities().await {
+        Ok(ids) => tracing::info!("reloaded capabilities: {}", ids.join(", ")),
+        Err(e) => tracing::error!("SIGHUP: {e}; the capabilities in use stay"),
     }
     notify(notifier, "READY=1");
 }

@@ -1,15 +1,20 @@
 //! The capabilities an agent may call: the only way a jailed agent acts on
 //! the world. Each has an id, an input JSON Schema and an executor.
 //!
-//! The registry is open: today it holds the supervisor's builtins
-//! ([`builtin`]); declared skills (http and command executors, secrets)
-//! are added to the same map by the capabilities loader.
+//! The registry holds the supervisor's builtins ([`builtin`]) and the
+//! skills declared in the `--capabilities` directory ([`load`]: one TOML
+//! file per skill, each operation a capability `<skill>.<operation>`).
 //!
 //! Validation is the gate's last check before a step is counted: a
 //! missing required field is `missing_input` (with the fields, so an agent
 //! can ask a person and pause), any other mismatch is `invalid_input`.
 
 pub mod builtin;
+pub mod listing;
+pub mod load;
+pub mod skill_file;
+pub mod spec;
+pub mod url_template;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,11 +23,32 @@ use jsonschema::error::ValidationErrorKind;
 use serde_json::Value;
 
 pub use builtin::Builtin;
+pub use listing::listing;
+pub use load::{load_dir, LoadError, Skill};
+pub use spec::{CommandSpec, HttpMethod, HttpSpec, LlmSpec};
 
-/// How a capability is carried out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a capability is carried out. Not `Copy`: the declared executors
+/// share their (per-skill) spec through an `Arc`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Executor {
     Builtin(Builtin),
+    /// An http request built from the inputs (a skill file).
+    Http(Arc<HttpSpec>),
+    /// A program in a jail of its own (a skill file).
+    Command(Arc<CommandSpec>),
+    /// The builtin `llm.complete`, with its endpoint (a builtin skill file).
+    Llm(Arc<LlmSpec>),
+}
+
+impl Executor {
+    /// `builtin`, `http` or `command`, as `GET /v1/capabilities` shows it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Executor::Builtin(_) | Executor::Llm(_) => "builtin",
+            Executor::Http(_) => "http",
+            Executor::Command(_) => "command",
+        }
+    }
 }
 
 /// One callable capability.
@@ -31,8 +57,11 @@ pub struct Capability {
     pub id: String,
     pub description: String,
     pub input_schema: Value,
+    /// What a successful call must answer, when the skill says.
+    pub output_schema: Option<Value>,
     pub executor: Executor,
     validator: jsonschema::Validator,
+    output_validator: Option<jsonschema::Validator>,
 }
 
 /// Why a call's inputs were refused.
@@ -50,7 +79,36 @@ impl Capability {
     pub fn new(id: &str, description: &str, input_schema: Value, executor: Executor) -> Result<Capability, String> {
         let validator = jsonschema::validator_for(&input_schema)
             .map_err(|e| format!("capability {id}: invalid input schema: {e}"))?;
-        Ok(Capability { id: id.to_owned(), description: description.to_owned(), input_schema, executor, validator })
+        Ok(Capability {
+            id: id.to_owned(),
+            description: description.to_owned(),
+            input_schema,
+            output_schema: None,
+            executor,
+            validator,
+            output_validator: None,
+        })
+    }
+
+    /// The same capability with an output schema; an invalid schema is an
+    /// error naming the capability.
+    pub fn with_output_schema(mut self, schema: Value) -> Result<Capability, String> {
+        let validator = jsonschema::validator_for(&schema)
+            .map_err(|e| format!("capability {}: invalid output schema: {e}", self.id))?;
+        self.output_schema = Some(schema);
+        self.output_validator = Some(validator);
+        Ok(self)
+    }
+
+    /// Checks an executor's answer against the output schema, if any: the
+    /// first mismatch, where and why.
+    pub fn validate_output(&self, output: &Value) -> Result<(), String> {
+        match self.output_validator.as_ref().and_then(|v| v.iter_errors(output).next()) {
+            Some(error) => {
+                Err(format!("output does not match its schema at {:?}: {error}", error.instance_path.to_string()))
+            }
+            None => Ok(()),
+        }
     }
 
     /// Checks `inputs` against the input schema.
@@ -97,6 +155,27 @@ impl Registry {
             registry.capabilities.insert(capability.id.clone(), Arc::new(capability));
         }
         registry
+    }
+
+    /// The builtins and these skills' capabilities. A capability id that is
+    /// already taken (by a builtin or another skill) is refused, naming the
+    /// skill's file.
+    pub fn with_skills(skills: Vec<Skill>) -> Result<Registry, LoadError> {
+        let mut registry = Registry::builtins();
+        for skill in skills {
+            for capability in skill.capabilities {
+                load::check_not_builtin(&capability, &skill.file)?;
+                if registry.capabilities.contains_key(&capability.id) {
+                    return Err(LoadError::file(
+                        &skill.file,
+                        "id",
+                        format!("duplicate capability id {:?} (already registered)", capability.id),
+                    ));
+                }
+                registry.capabilities.insert(capability.id.clone(), Arc::new(capability));
+            }
+        }
+        Ok(registry)
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Capability>> {

@@ -51,6 +51,9 @@ pub(super) struct RunAgent {
 pub(super) struct AgentSides {
     runs: Mutex<HashMap<String, RunAgent>>,
     cpu_bases: Mutex<HashMap<String, (Option<Timestamp>, f64)>>,
+    /// Jails of `command` capabilities, by their spawner id: whoever waits
+    /// for each one's end (their exits are not runs' exits).
+    executor_exits: Mutex<HashMap<String, tokio::sync::oneshot::Sender<ccos_jail::Report>>>,
 }
 
 /// A capability call's answer, for the agent API to render.
@@ -69,6 +72,26 @@ pub enum Executed {
 }
 
 impl AgentSides {
+    pub(super) fn expect_exit(&self, jail_id: &str, done: tokio::sync::oneshot::Sender<ccos_jail::Report>) {
+        self.executor_exits.lock().unwrap_or_else(|p| p.into_inner()).insert(jail_id.to_owned(), done);
+    }
+
+    pub(super) fn forget_exit(&self, jail_id: &str) {
+        self.executor_exits.lock().unwrap_or_else(|p| p.into_inner()).remove(jail_id);
+    }
+
+    /// Hands an executor jail's end to whoever waits for it; false if the
+    /// jail was a run's.
+    pub(super) fn deliver_exit(&self, jail_id: &str, report: &ccos_jail::Report) -> bool {
+        match self.executor_exits.lock().unwrap_or_else(|p| p.into_inner()).remove(jail_id) {
+            Some(done) => {
+                let _ = done.send(report.clone());
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The CPU seconds of the run's current window, from its cgroup's
     /// counter. The first window counts from the jail's start.
     pub(super) fn window_cpu(&self, run_id: &str, window: Option<Timestamp>, total: f64) -> f64 {
@@ -140,15 +163,38 @@ impl Daemon {
             }
         };
         self.changed();
-        let Executor::Builtin(builtin) = capability.executor;
-        let outcome = self.run_builtin(builtin, &step, &inputs).await;
+        let mut stderr = None;
+        let outcome = match &capability.executor {
+            Executor::Builtin(builtin) => self.run_builtin(*builtin, &step, &inputs).await,
+            Executor::Command(spec) => match self.run_command(&step, spec, &inputs).await {
+                Ok(result) => {
+                    stderr = Some(result.stderr);
+                    Ok(result.output)
+                }
+                Err((message, err)) => {
+                    stderr = Some(err);
+                    Err(message)
+                }
+            },
+            // Loaded and listed, but not carried out yet: a failed call
+            // (502 capability_failed), counted and audited like any other.
+            other => Err(format!("the {} executor of {} is not wired yet", other.kind(), capability.id)),
+        };
+        // A declared output schema binds the executor: what does not match
+        // is a failed call, not something to hand the agent.
+        let outcome = outcome.and_then(|output| match capability.validate_output(&output) {
+            Ok(()) => Ok(output),
+            Err(e) => Err(format!("the capability's {e}")),
+        });
         let (success, error) = match &outcome {
             Ok(_) => (true, None),
             Err(message) => (false, Some(message.clone())),
         };
         let tokens = outcome.as_ref().map(reported_tokens).unwrap_or(0);
         let (done, cap) = (step.clone(), capability_id.to_owned());
-        self.db(move |store| store.finish_step(&done, &cap, success, tokens, error.as_deref())).await?;
+        let stderr = stderr.filter(|s| !s.is_empty());
+        self.db(move |store| store.finish_step(&done, &cap, success, tokens, error.as_deref(), stderr.as_deref()))
+            .await?;
         if tokens > 0 {
             // The token budget may be spent now: the next call would be
             // refused anyway, but a run that makes no further call must

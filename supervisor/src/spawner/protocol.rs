@@ -136,6 +136,9 @@ pub struct SpawnRequest {
     /// Host paths bound into the jail, on top of the profile's.
     #[serde(default)]
     pub binds: Vec<Bind>,
+    /// A file the program reads as its stdin; `None` is /dev/null.
+    #[serde(default)]
+    pub stdin_path: Option<PathBuf>,
     /// Files the program's stdout and stderr are appended to (created with
     /// mode 0640); `None` is /dev/null. The same path may be given for both.
     pub stdout_path: Option<PathBuf>,
@@ -156,6 +159,7 @@ impl SpawnRequest {
             profile: "default".into(),
             limits: RunLimits::default(),
             binds: Vec::new(),
+            stdin_path: None,
             stdout_path: None,
             stderr_path: None,
             hostname: None,

@@ -11,7 +11,7 @@
 //! cgroup freeze or kill (bounded by the jail library's timeouts).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -398,7 +398,7 @@ impl Server {
         spec.network = req.network;
         spec.limits =
             Limits { memory_bytes: req.limits.memory_bytes, pids: req.limits.pids, cpus: req.limits.cpus, time_limit };
-        spec.stdin = Some(open_dev_null()?);
+        spec.stdin = Some(open_input(req.stdin_path.as_deref())?);
         spec.stdout = Some(open_output(req.stdout_path.as_deref(), "stdout")?);
         spec.stderr = Some(open_output(req.stderr_path.as_deref(), "stderr")?);
 
@@ -636,10 +636,16 @@ fn spawn_refusal(e: ccos_jail::Error) -> Refusal {
     refuse(kind, e.to_string())
 }
 
-fn open_dev_null() -> Result<OwnedFd, Refusal> {
-    File::open("/dev/null")
+/// The program's stdin: `path` opened for reading (a symlink is refused),
+/// or /dev/null.
+fn open_input(path: Option<&Path>) -> Result<OwnedFd, Refusal> {
+    let path = path.unwrap_or(Path::new("/dev/null"));
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NOCTTY)
+        .open(path)
         .map(OwnedFd::from)
-        .map_err(|e| refuse(ErrorKind::Output, format!("opening /dev/null for stdin: {e}")))
+        .map_err(|e| refuse(ErrorKind::Output, format!("opening stdin file {}: {e}", path.display())))
 }
 
 /// The program's stdout or stderr: `path` opened for appending (made with

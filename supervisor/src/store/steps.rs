@@ -110,7 +110,8 @@ impl Store {
         })
     }
 
-    /// Records how an allowed step ended (`capability.result`), adding the
+    /// Records how an allowed step ended (`capability.result`, with the
+    /// executor's error and stderr, both already summarized), adding the
     /// tokens it reports to the run's usage.
     pub fn finish_step(
         &self,
@@ -119,6 +120,7 @@ impl Store {
         success: bool,
         tokens: u64,
         error: Option<&str>,
+        stderr: Option<&str>,
     ) -> Result<Run> {
         let now = Timestamp::now();
         let actor = Actor::Agent { run_id: step.run.id.clone() };
@@ -135,6 +137,9 @@ impl Store {
             }
             if let Some(error) = error {
                 event = event.with("error", error);
+            }
+            if let Some(stderr) = stderr {
+                event = event.with("stderr", stderr);
             }
             audit::append(tx, event, now)?;
             Ok(run)
