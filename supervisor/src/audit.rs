@@ -61,6 +61,10 @@ pub mod types {
     pub const MESSAGE_INGEST: &str = "message.ingest";
     pub const MESSAGE_SEND: &str = "message.send";
     pub const SECRET_USE: &str = "secret.use";
+    /// A secret set or deleted through the admin API (its name only).
+    pub const SECRET_SET: &str = "secret.set";
+    /// A token a skill's answer carried, stored as a secret (opt-in).
+    pub const SECRET_STORE: &str = "secret.store";
     pub const POLICY_LOAD: &str = "policy.load";
 }
 

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 mod agent_side;
 mod command_exec;
+mod http_exec;
 
 use ccos_jail::{EndReason, Report};
 use tokio::sync::{broadcast, watch};
@@ -120,6 +121,8 @@ pub struct Daemon {
     /// daemon rather than on the jails' PATH: bound into each jail that
     /// runs it (see [`installed_agent`]).
     agent_program: Option<(String, PathBuf)>,
+    /// Secrets for executors; their values never reach a jail.
+    secrets: crate::secrets::SecretStore,
 }
 
 /// How many events a slow `/v1/events` reader may fall behind before it
@@ -127,7 +130,14 @@ pub struct Daemon {
 const EVENT_BUFFER: usize = 1024;
 
 impl Daemon {
-    pub fn new(store: Store, spawner: SpawnerClient, config: &DaemonConfig, cgroup_version: u8) -> Arc<Daemon> {
+    pub fn new(
+        store: Store,
+        spawner: SpawnerClient,
+        config: &DaemonConfig,
+        cgroup_version: u8,
+        secrets: crate::secrets::SecretStore,
+    ) -> Arc<Daemon> {
+        crate::redact::global().set_known(secrets.values());
         let defaults = RunDefaults {
             agent: AgentSpec { argv: vec![config.default_agent.clone()], ..AgentSpec::default() },
             ..RunDefaults::default()
@@ -154,6 +164,7 @@ impl Daemon {
             capabilities: std::sync::RwLock::new(Arc::new(Registry::builtins())),
             agents: agent_side::AgentSides::default(),
             agent_program: installed_agent(&config.default_agent),
+            secrets,
         })
     }
 
@@ -312,16 +323,75 @@ impl Daemon {
         Ok(())
     }
 
+    /// A secret's value, for an executor's request.
+    pub(crate) fn secret_value(&self, name: &str) -> Option<String> {
+        self.secrets.get(name).map(|v| v.expose().to_owned())
+    }
+
+    /// The secrets' names (never their values).
+    pub fn secret_names(&self) -> Vec<String> {
+        self.secrets.names()
+    }
+
+    /// Stores a secret (from `PUT /v1/secrets/{name}`); from now on its
+    /// value is redacted wherever it would appear.
+    pub async fn set_secret(self: &Arc<Self>, name: String, value: String, actor: Actor) -> Result<(), DaemonError> {
+        self.change_secret(name, Some(value), actor).await.map(drop)
+    }
+
+    /// Deletes a secret; false if there was none by that name.
+    pub async fn delete_secret(self: &Arc<Self>, name: String, actor: Actor) -> Result<bool, DaemonError> {
+        self.change_secret(name, None, actor).await
+    }
+
+    /// Stores a secret in the store (no audit: the caller says why), and
+    /// tells the redactor its value.
+    pub(crate) async fn put_secret(self: &Arc<Self>, name: &str, value: &str) -> Result<(), String> {
+        let (daemon, name, value) = (self.clone(), name.to_owned(), value.to_owned());
+        tokio::task::spawn_blocking(move || daemon.secrets.set(&name, &value))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        crate::redact::global().set_known(self.secrets.values());
+        Ok(())
+    }
+
+    async fn change_secret(
+        self: &Arc<Self>,
+        name: String,
+        value: Option<String>,
+        actor: Actor,
+    ) -> Result<bool, DaemonError> {
+        let daemon = self.clone();
+        let key = name.clone();
+        let setting = value.is_some();
+        let changed = tokio::task::spawn_blocking(move || match value {
+            Some(value) => daemon.secrets.set(&key, &value).map(|()| true),
+            None => daemon.secrets.delete(&key),
+        })
+        .await
+        .map_err(|e| DaemonError::Internal(e.to_string()))?
+        .map_err(|e| DaemonError::Store(crate::model::RequestError::new("name", e.to_string()).into()))?;
+        crate::redact::global().set_known(self.secrets.values());
+        let event = NewAuditEvent::new(types::SECRET_SET, &actor)
+            .with("name", name.as_str())
+            .with("action", if setting { "set" } else { "delete" });
+        self.db(move |store| store.append_audit(event)).await?;
+        Ok(changed)
+    }
+
     /// (Re)loads the capabilities: the builtins and the skill files of
     /// `--capabilities`, all or nothing (errors name the file and field).
     /// At start a failure stops the daemon; on SIGHUP the loaded set stays.
     /// Audited as `policy.load` (`kind` capabilities) either way.
     pub async fn load_capabilities(&self) -> Result<Vec<String>, DaemonError> {
         let dir = self.capabilities_dir.clone();
+        let secret_names = self.secrets.names();
         let loaded = tokio::task::spawn_blocking(move || match &dir {
-            // Secrets come with the secret store; until then a skill that
-            // names one cannot resolve it, and is refused.
-            Some(dir) => crate::capabilities::load_dir(dir, &|_| false).and_then(Registry::with_skills),
+            Some(dir) => {
+                let names: BTreeSet<String> = secret_names.into_iter().collect();
+                crate::capabilities::load_dir(dir, &|name| names.contains(name)).and_then(Registry::with_skills)
+            }
             None => Ok(Registry::builtins()),
         })
         .await

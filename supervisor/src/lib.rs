@@ -12,6 +12,9 @@
 //!   runtime, that makes jails and hands back pidfds;
 //! - [`daemon`]: the run manager, wiring the store, the spawner and the API;
 //! - [`api`]: the admin API (hyper over the Unix socket);
+//! - [`capabilities`], [`secrets`], [`redact`]: what agents may call, the
+//!   secrets some capabilities use, and the redaction of every log line and
+//!   audit detail;
 //! - [`systemd`], [`logging`], [`kept_spawner`]: the daemon's process
 //!   around them (socket activation and sd_notify, the log, the spawner a
 //!   previous instance kept).
@@ -26,6 +29,8 @@ pub mod lifecycle;
 pub mod logging;
 pub mod model;
 pub mod once;
+pub mod redact;
+pub mod secrets;
 pub mod spawner;
 pub mod store;
 pub mod systemd;

@@ -1,8 +1,10 @@
-//! The daemon's log, through `tracing`: to journald when systemd connected
-//! stderr to the journal (`JOURNAL_STREAM` names stderr), so that fields
-//! such as `run_id` stay fields (`journalctl RUN_ID=run_…`); else to
-//! stderr, one line per event. `CCOS_LOG` filters (`info` by default;
-//! `debug`, or `ccos_supervisor::api=debug`, ...).
+//! The daemon's log, through `tracing`, one line per event on stderr, every
+//! line passed through the redactor ([`crate::redact::global`]) first.
+//! Under systemd stderr is the journal's stream (`JOURNAL_STREAM` names it):
+//! lines go there without our own timestamp, as the journal adds its own.
+//! (Sending fields to journald natively would bypass redaction: a layer
+//! cannot rewrite another layer's field values.) `CCOS_LOG` filters
+//! (`info` by default; `debug`, or `ccos_supervisor::api=debug`, ...).
 
 use std::io::IsTerminal;
 use std::os::fd::AsFd;
@@ -11,36 +13,30 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
+use crate::redact;
+
 /// Where the log goes, as [`init`] decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogTarget {
-    Journald,
+    Journal,
     Stderr,
 }
 
 /// Installs the global subscriber, at `default_level` unless `CCOS_LOG`
-/// says otherwise. Falls back to stderr if the journal's socket cannot be
-/// reached, and says so there.
+/// says otherwise.
 pub fn init(default_level: &str) -> LogTarget {
     let filter = EnvFilter::try_from_env("CCOS_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
-    let journald = if stderr_is_the_journal() {
-        match tracing_journald::layer() {
-            Ok(layer) => Some(layer.with_syslog_identifier("ccos-supervisor".into())),
-            Err(e) => {
-                eprintln!("ccos-supervisor: journald is not reachable ({e}); logging to stderr");
-                None
-            }
-        }
-    } else {
-        None
-    };
-    let target = if journald.is_some() { LogTarget::Journald } else { LogTarget::Stderr };
+    let writer = redact::log_writer::stderr_writer(redact::global().clone());
     // Colours only for a person at a terminal, not in files or pipes.
     let colour = std::io::stderr().is_terminal();
-    let stderr =
-        journald.is_none().then(|| tracing_subscriber::fmt::layer().with_ansi(colour).with_writer(std::io::stderr));
-    tracing_subscriber::registry().with(filter).with(journald).with(stderr).init();
-    target
+    let layer = tracing_subscriber::fmt::layer().with_ansi(colour).with_writer(writer);
+    if stderr_is_the_journal() {
+        tracing_subscriber::registry().with(filter).with(layer.without_time()).init();
+        LogTarget::Journal
+    } else {
+        tracing_subscriber::registry().with(filter).with(layer).init();
+        LogTarget::Stderr
+    }
 }
 
 /// systemd sets `JOURNAL_STREAM=<dev>:<inode>` for the stream it connects

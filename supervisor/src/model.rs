@@ -221,6 +221,18 @@ pub struct Run {
     pub capabilities: Option<Vec<String>>,
 }
 
+impl Run {
+    /// The run with its usage as of now: an `active` run's wall time runs
+    /// on between the watcher's writes (the other meters are read from its
+    /// cgroup by the watcher).
+    pub fn with_live_usage(mut self) -> Run {
+        if let (RunState::Active, Some(start)) = (self.state, self.budget_window_started_at) {
+            self.usage.wall_secs = Timestamp::now().saturating_since(start).as_secs_f64();
+        }
+        self
+    }
+}
+
 /// A message's direction, seen from the session's user: `in` goes to the
 /// agent, `out` comes from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

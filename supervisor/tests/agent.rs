@@ -9,6 +9,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -663,6 +664,8 @@ fn write_skills(dir: &Path) {
     std::fs::write(dir.join("fail.toml"), skill("fail", fail, 10, "")).unwrap();
     let slow = json!(["/bin/sh", "-c", "sleep 30", SLOW_SKILL_MARKER]);
     std::fs::write(dir.join("slow.toml"), skill("slow", slow, 1, "")).unwrap();
+    let big = json!(["/usr/bin/python3", "-c", "import json; print(json.dumps({'x': 'a' * 10000}))"]);
+    std::fs::write(dir.join("big.toml"), skill("big", big, 10, "")).unwrap();
     let noise = json!(["/bin/sh", "-c", "echo not json"]);
     std::fs::write(dir.join("noise.toml"), skill("noise", noise, 10, "")).unwrap();
     let typed = json!(["/bin/sh", "-c", "echo '{\"n\": \"not a number\"}'"]);
@@ -696,7 +699,7 @@ fn command_skills_run_in_their_own_jails_and_fail_cleanly() {
 
     let agent = python_agent(
         r#"
-for cap in ["echo.run", "fail.run", "slow.run", "noise.run", "typed.run"]:
+for cap in ["echo.run", "fail.run", "slow.run", "noise.run", "typed.run", "big.run"]:
     status, body = execute(cap, {"text": "hello jail"})
     out(json.dumps({"cap": cap, "status": status, "body": body}))
 "#,
@@ -715,6 +718,7 @@ for cap in ["echo.run", "fail.run", "slow.run", "noise.run", "typed.run"]:
         ("slow.run", "time limit"),
         ("noise.run", "not JSON"),
         ("typed.run", "does not match its schema"),
+        ("big.run", "over the limit of 4096"),
     ] {
         let line = by_cap(cap);
         assert_eq!(line["status"], 502, "{line}");
@@ -740,7 +744,8 @@ fn a_broken_capabilities_folder_stops_the_start_and_a_sighup_keeps_the_loaded_se
     let dir = tempfile::tempdir().unwrap();
     let skills = dir.path().join("skills");
     write_skills(&skills);
-    let broken = "id = \"broken\"\n[executor]\ntype = \"telepathy\"\n[operations.x]\ninput_schema = { type = \"object\" }\n";
+    let broken =
+        "id = \"broken\"\n[executor]\ntype = \"telepathy\"\n[operations.x]\ninput_schema = { type = \"object\" }\n";
     std::fs::write(skills.join("zz-broken.toml"), broken).unwrap();
     let mut command = DaemonProcess::command(dir.path());
     command.arg("--capabilities").arg(&skills);
@@ -766,4 +771,288 @@ fn a_broken_capabilities_folder_stops_the_start_and_a_sighup_keeps_the_loaded_se
     assert!(eventually(Duration::from_secs(10), refused), "{}", d.0.log_text());
     let ids = d.get("/v1/capabilities")["capabilities"].to_string();
     assert!(ids.contains("echo.run"), "the loaded set stays: {ids}");
+}
+
+/// A local HTTP server for the executors to call (127.0.0.1 only): answers
+/// with `answer(path, authorization)` and records what it was sent.
+struct StubServer {
+    port: u16,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+impl StubServer {
+    fn start(answer: fn(&str, &str) -> (u16, String)) -> StubServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0);
+                let path = line.split_whitespace().nth(1).unwrap_or_default().to_owned();
+                let (mut auth, mut length) = (String::new(), 0usize);
+                loop {
+                    let mut header = String::new();
+                    if std::io::BufRead::read_line(&mut reader, &mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                        break;
+                    }
+                    let lower = header.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("authorization:") {
+                        auth = header[header.len() - v.len()..].trim().to_owned();
+                    }
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0u8; length];
+                let _ = std::io::Read::read_exact(&mut reader, &mut body);
+                record.lock().unwrap().push((path.clone(), auth.clone()));
+                let (status, text) = answer(&path, &auth);
+                let mut stream = stream;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+            }
+        });
+        StubServer { port, seen }
+    }
+}
+
+const HTTP_TOKEN: &str = "tok-7c1e9a44b2d04f1f8e3a0b6d5c2e9f10";
+
+fn items_answer(path: &str, auth: &str) -> (u16, String) {
+    if path.starts_with("/v1/fail") {
+        // An upstream that echoes the token in its error.
+        return (500, format!("upstream broke; your token {HTTP_TOKEN} was rejected\nmore lines"));
+    }
+    let authorized = auth == format!("Bearer {HTTP_TOKEN}");
+    (200, json!({"path": path, "authorized": authorized, "echo": format!("token={HTTP_TOKEN}")}).to_string())
+}
+
+/// Starts the daemon on an empty skills folder, stores `secret`, then adds
+/// `skill` and reloads (a skill whose secret is missing would not load).
+fn daemon_with_skill(dir: &Path, secret: (&str, &str), skill: (&str, String)) -> Daemon {
+    let skills = dir.join("skills");
+    std::fs::create_dir_all(&skills).unwrap();
+    let d = Daemon(DaemonProcess::start_with(
+        dir,
+        |c| {
+            c.arg("--capabilities").arg(&skills);
+        },
+        pings,
+    ));
+    let r = d
+        .client()
+        .request("PUT", &format!("/v1/secrets/{}", secret.0), Some(json!({"value": secret.1}).to_string().as_bytes()))
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    std::fs::write(skills.join(skill.0), skill.1).unwrap();
+    d.0.signal(nix::sys::signal::Signal::SIGHUP);
+    let id = skill.0.trim_end_matches(".toml").to_owned();
+    assert!(
+        eventually(Duration::from_secs(10), || d.get("/v1/capabilities").to_string().contains(&format!("\"{id}."))),
+        "the skill did not load: {}",
+        d.0.log_text()
+    );
+    d
+}
+
+#[test]
+fn an_http_skill_sends_its_token_which_the_agent_never_sees() {
+    if !root_or_skip("an_http_skill_sends_its_token_which_the_agent_never_sees") {
+        return;
+    }
+    let _serial = lock();
+    let stub = StubServer::start(items_answer);
+    let dir = tempfile::tempdir().unwrap();
+    let skill = format!(
+        "id = \"items\"\n[executor]\ntype = \"http\"\nurl = \"http://127.0.0.1:{port}/v1/items/{{item}}\"\nbearer_secret = \
+         \"api_token\"\n[operations.get]\ninput_schema = {{ type = \"object\", properties = {{ item = {{ type = \"string\" }} }}, \
+         required = [\"item\"] }}\n[operations.fail]\nurl = \"http://127.0.0.1:{port}/v1/fail\"\ninput_schema = {{ type = \
+         \"object\" }}\n",
+        port = stub.port
+    );
+    let d = daemon_with_skill(dir.path(), ("api_token", HTTP_TOKEN), ("items.toml", skill));
+    let agent = python_agent(&format!(
+        r#"
+s1, b1 = execute("items.get", {{"item": "a b/../admin?x=1"}})
+s2, b2 = execute("items.fail", {{}})
+out(json.dumps({{"get": s1, "body": b1, "fail": s2, "fail_body": b2}}))
+# Everything the agent can read: its environment, argv, and every file.
+found = []
+if "{token}" in json.dumps(dict(os.environ)) + " ".join(sys.argv):
+    found.append("env/argv")
+for root, dirs, files in os.walk("/"):
+    if root.startswith(("/proc", "/sys", "/dev")):
+        dirs[:] = []
+        continue
+    for f in files:
+        p = os.path.join(root, f)
+        try:
+            if os.path.getsize(p) < 4_000_000 and b"{token}" in open(p, "rb").read():
+                found.append(p)
+        except OSError:
+            pass
+out(json.dumps({{"found": found}}))
+"#,
+        token = HTTP_TOKEN
+    ));
+    let id = d.create(run_body("http", agent, json!({}), "hard_stop"));
+    d.wait_terminal(&id);
+    let lines = d.lines(&id);
+    assert_eq!(lines.len(), 2, "{lines:?}\n{}", d.logs(&id, "stderr"));
+    let first = &lines[0];
+    assert_eq!(first["get"], 200, "{first}");
+    assert_eq!(first["body"]["output"]["authorized"], true, "{first}");
+    // The input filled one path segment, percent-encoded: no traversal.
+    assert_eq!(first["body"]["output"]["path"], "/v1/items/a%20b%2F..%2Fadmin%3Fx%3D1", "{first}");
+    assert_eq!(first["fail"], 502, "{first}");
+    assert_eq!(first["fail_body"]["error"]["code"], "capability_failed");
+    assert_eq!(lines[1]["found"], json!([]), "the token reached the jail");
+    let whole = serde_json::to_string(&lines).unwrap();
+    assert!(!whole.contains(HTTP_TOKEN), "the agent saw the token: {whole}");
+    assert!(whole.contains("***REDACTED***"), "{whole}");
+
+    // The server got the token; the daemon's log and audit never show it.
+    let seen = stub.seen.lock().unwrap().clone();
+    assert!(seen.iter().all(|(_, auth)| auth == &format!("Bearer {HTTP_TOKEN}")), "{seen:?}");
+    let audit = d.get("/v1/audit?limit=2000").to_string();
+    assert!(!audit.contains(HTTP_TOKEN), "the audit holds the token");
+    assert!(!d.0.log_text().contains(HTTP_TOKEN), "the log holds the token");
+    let uses: Vec<Value> =
+        d.audit(&id).into_iter().filter(|e| e["type"] == "secret.use").map(|e| e["detail"].clone()).collect();
+    assert_eq!(uses, [json!({"name": "api_token"}), json!({"name": "api_token"})]);
+    assert_eq!(d.get("/v1/secrets"), json!({"secrets": ["api_token"]}));
+}
+
+fn llm_answer(_path: &str, auth: &str) -> (u16, String) {
+    if auth != "Bearer key-5d0f2c8e91b34a7c" {
+        return (401, "{\"error\": \"bad key\"}".into());
+    }
+    (200, json!({"choices": [{"message": {"role": "assistant", "content": "hello there"}}], "usage": {"total_tokens": 150}}).to_string())
+}
+
+#[test]
+fn llm_complete_counts_tokens_and_a_token_budget_stops_the_run() {
+    if !root_or_skip("llm_complete_counts_tokens_and_a_token_budget_stops_the_run") {
+        return;
+    }
+    let _serial = lock();
+    let stub = StubServer::start(llm_answer);
+    let dir = tempfile::tempdir().unwrap();
+    let skill = format!(
+        "id = \"llm\"\n[executor]\ntype = \"builtin\"\nendpoint = \"http://127.0.0.1:{}/v1/chat/completions\"\nmodel = \
+         \"stub\"\napi_key_secret = \"llm_key\"\n[operations.complete]\n",
+        stub.port
+    );
+    let d = daemon_with_skill(dir.path(), ("llm_key", "key-5d0f2c8e91b34a7c"), ("llm.toml", skill));
+    let agent = python_agent(
+        r#"
+for i in range(3):
+    status, body = execute("llm.complete", {"messages": [{"role": "user", "content": "hi"}]})
+    out(json.dumps({"i": i, "status": status, "body": body}))
+    if status != 200:
+        break
+time.sleep(30)
+"#,
+    );
+    let id = d.create(run_body("llm", agent, json!({"max_tokens": 200}), "hard_stop"));
+    let run = d.wait_terminal(&id);
+    assert_eq!(
+        (run["state"].as_str(), run["state_reason"].as_str()),
+        (Some("failed"), Some("budget_exceeded:tokens")),
+        "{run}"
+    );
+    assert_eq!(run["usage"]["tokens"], 300, "{run}");
+    let lines = d.lines(&id);
+    assert_eq!(lines[0]["body"]["output"], json!({"content": "hello there", "usage": {"total_tokens": 150}}));
+    // The first call left 50 tokens, so the second ran (the jail may be
+    // killed before the agent prints its answer: the audit has it).
+    let results = d.audit(&id).into_iter().filter(|e| e["type"] == "capability.result").count();
+    assert_eq!(results, 2, "{lines:?}");
+    assert_eq!(stub.seen.lock().unwrap().len(), 2, "a third call never reached the model");
+}
+
+const SESSION_TOKEN: &str = "sess-0b6e4f7d2c9a41e38f5d7c6b1a2e9f03";
+
+fn login_answer(path: &str, auth: &str) -> (u16, String) {
+    if path.starts_with("/login") {
+        return (200, json!({"access_token": SESSION_TOKEN, "expires_in": 3600}).to_string());
+    }
+    let ok = auth == format!("Bearer {SESSION_TOKEN}");
+    (if ok { 200 } else { 401 }, json!({"me": "agent", "authorized": ok}).to_string())
+}
+
+#[test]
+fn an_opted_in_skill_stores_a_discovered_token_for_later_calls_and_restarts() {
+    if !root_or_skip("an_opted_in_skill_stores_a_discovered_token_for_later_calls_and_restarts") {
+        return;
+    }
+    let _serial = lock();
+    let stub = StubServer::start(login_answer);
+    let dir = tempfile::tempdir().unwrap();
+    let skills = dir.path().join("skills");
+    std::fs::create_dir_all(&skills).unwrap();
+    let schema = "input_schema = { type = \"object\" }";
+    std::fs::write(
+        skills.join("auth.toml"),
+        format!(
+            "id = \"auth\"\n[executor]\ntype = \"http\"\nmethod = \"POST\"\nurl = \"http://127.0.0.1:{}/login\"\n\
+             store_token = {{ secret = \"session_token\", pointer = \"/access_token\" }}\n[operations.login]\n{schema}\n",
+            stub.port
+        ),
+    )
+    .unwrap();
+    // Uses the token before any exists: it loads, and its calls fail until then.
+    std::fs::write(
+        skills.join("profile.toml"),
+        format!(
+            "id = \"profile\"\n[executor]\ntype = \"http\"\nurl = \"http://127.0.0.1:{}/me\"\nbearer_secret = \
+             \"session_token\"\n[operations.me]\n{schema}\n",
+            stub.port
+        ),
+    )
+    .unwrap();
+    let start = || {
+        Daemon(DaemonProcess::start_with(
+            dir.path(),
+            |c| {
+                c.arg("--capabilities").arg(&skills);
+            },
+            pings,
+        ))
+    };
+    let d = start();
+    let agent = python_agent(
+        r#"
+for cap in ["profile.me", "auth.login", "profile.me"]:
+    status, body = execute(cap, {})
+    out(json.dumps({"cap": cap, "status": status, "body": body}))
+"#,
+    );
+    let id = d.create(run_body("token", agent.clone(), json!({}), "hard_stop"));
+    d.wait_terminal(&id);
+    let lines = d.lines(&id);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[0]["status"], 502, "no token yet: {}", lines[0]);
+    assert_eq!(lines[1]["status"], 200, "{}", lines[1]);
+    assert_eq!(lines[1]["body"]["output"]["access_token"], "***REDACTED***", "the agent sees no token");
+    assert_eq!(lines[2]["body"]["output"]["authorized"], true, "{}", lines[2]);
+    let stored = d.audit(&id).into_iter().find(|e| e["type"] == "secret.store").unwrap();
+    assert_eq!(stored["detail"], json!({"name": "session_token"}));
+    assert!(!d.get("/v1/audit?limit=2000").to_string().contains(SESSION_TOKEN));
+    drop(d);
+
+    // Across a restart: the token is in the secret store.
+    let d = start();
+    assert_eq!(d.get("/v1/secrets"), json!({"secrets": ["session_token"]}));
+    let again = python_agent("s, b = execute(\"profile.me\", {})\nout(json.dumps({\"status\": s, \"body\": b}))");
+    let id = d.create(run_body("token2", again, json!({}), "hard_stop"));
+    d.wait_terminal(&id);
+    assert_eq!(d.lines(&id)[0]["body"]["output"]["authorized"], true, "{:?}", d.lines(&id));
+    assert!(!d.0.log_text().contains(SESSION_TOKEN));
 }

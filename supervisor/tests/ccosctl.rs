@@ -242,3 +242,33 @@ fn unreachable_socket_exits_2_naming_the_path() {
     assert_eq!(out.code, Some(2), "{out}");
     assert!(out.stderr.contains(&*socket.to_string_lossy()), "{out}");
 }
+
+#[test]
+fn secrets_are_set_from_stdin_listed_by_name_and_deleted() {
+    if !root_or_skip("secrets_are_set_from_stdin_listed_by_name_and_deleted") {
+        return;
+    }
+    let _serial = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path());
+    let value = "s3cr3t-value-5f1c0e7a9d2b4c68";
+    let mut cmd = ctl_command(Some(&d.socket), &["secret", "set", "api_key"]);
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), format!("{value}\n").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(d.ok(&["secret", "ls"]).stdout, "api_key\n");
+    // Stored 0600, the value whole (the newline dropped), and nowhere else.
+    let file = d.state.join("secrets.json");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(std::fs::read_to_string(&file).unwrap().contains(&format!("\"{value}\"")));
+    let audit = d.ok(&["--json", "audit", "--limit", "50"]).stdout;
+    assert!(audit.contains("secret.set") && !audit.contains(value), "{audit}");
+    assert!(!d.log_text().contains(value));
+    d.ok(&["secret", "rm", "api_key"]);
+    assert_eq!(d.ok(&["secret", "ls"]).stdout, "");
+    let gone = d.ctl(&["secret", "rm", "api_key"]);
+    assert_eq!(gone.code, Some(1), "{gone}");
+}

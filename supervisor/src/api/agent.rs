@@ -19,7 +19,7 @@ use super::error::ApiError;
 use crate::daemon::{refusal_answer, Daemon, Executed};
 use crate::lifecycle::budget;
 use crate::lifecycle::RunState;
-use crate::model::{Actor, Timestamp};
+use crate::model::Actor;
 
 /// The longest inbox long poll.
 pub const MAX_INBOX_WAIT_SECS: u64 = 60;
@@ -87,10 +87,7 @@ async fn route(daemon: &Arc<Daemon>, run_id: &str, request: Request<Incoming>) -
 /// (wall time counted to now) and what is left of each budget.
 async fn run(daemon: &Arc<Daemon>, run_id: &str) -> Result<Response, ApiError> {
     let id = run_id.to_owned();
-    let mut run = daemon.db(move |store| store.get_run(&id)).await?;
-    if let (RunState::Active, Some(start)) = (run.state, run.budget_window_started_at) {
-        run.usage.wall_secs = Timestamp::now().saturating_since(start).as_secs_f64();
-    }
+    let run = daemon.db(move |store| store.get_run(&id)).await?.with_live_usage();
     Ok(json_response(
         StatusCode::OK,
         &json!({

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod routes;
 mod runs;
+mod secrets;
 mod sessions;
 mod system;
 
@@ -226,6 +227,9 @@ async fn dispatch(
         Handler::Events => events::stream(daemon, query).await,
         Handler::OpenApi => Ok(openapi::serve()),
         Handler::Metrics => metrics::metrics(daemon).await,
+        Handler::ListSecrets => Ok(secrets::list(daemon)),
+        Handler::SetSecret => secrets::set(daemon, id, request, actor).await,
+        Handler::DeleteSecret => secrets::delete(daemon, id, actor).await,
         Handler::Capabilities => {
             Ok(body::json_response(StatusCode::OK, &crate::capabilities::listing(&daemon.capabilities())))
         }

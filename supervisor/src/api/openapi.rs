@@ -167,6 +167,7 @@ pub fn schemas() -> Map<String, Value> {
                    "uses_secret": {"type": "boolean"}}),
         ),
     );
+    add("SecretValue", object(&["value"], json!({"value": string()})));
     add("CapabilityList", object(&["capabilities"], json!({"capabilities": array_of("Capability")})));
     add(
         "Verification",

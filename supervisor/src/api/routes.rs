@@ -24,6 +24,9 @@ pub enum Handler {
     OpenApi,
     Metrics,
     Capabilities,
+    ListSecrets,
+    SetSecret,
+    DeleteSecret,
 }
 
 /// One route: `path` segments are literals or `{name}` (a non-empty segment).
@@ -208,6 +211,18 @@ pub static ROUTES: &[Route] = &[
         (200, Some("CapabilityList")),
         &[],
     ),
+    route("GET", "/v1/secrets", ListSecrets, "The secret store's names (never values)", &[], None, (200, None), &[]),
+    route(
+        "PUT",
+        "/v1/secrets/{id}",
+        SetSecret,
+        "Set a secret: {value}; it is redacted everywhere from now on",
+        &[],
+        Some("SecretValue"),
+        (200, None),
+        &[],
+    ),
+    route("DELETE", "/v1/secrets/{id}", DeleteSecret, "Delete a secret", &[], None, (200, None), &[404]),
     route("GET", "/v1/openapi.json", OpenApi, "This document", &[], None, (200, None), &[]),
     text(
         route("GET", "/metrics", Metrics, "Prometheus text format", &[], None, (200, None), &[]),

@@ -41,13 +41,14 @@ pub async fn list(daemon: &Arc<Daemon>, query: Option<&str>) -> Result<Response,
         limit: number_param(&params, "limit")?.unwrap_or(DEFAULT_LIMIT),
     };
     let runs = daemon.db(move |store| store.list_runs(&filter)).await?;
+    let runs: Vec<_> = runs.into_iter().map(crate::model::Run::with_live_usage).collect();
     Ok(json_response(StatusCode::OK, &json!({ "runs": runs })))
 }
 
 pub async fn get(daemon: &Arc<Daemon>, run_id: &str, query: Option<&str>) -> Result<Response, ApiError> {
     query_params(query, &[])?;
     let id = run_id.to_owned();
-    let run = daemon.db(move |store| store.get_run(&id)).await?;
+    let run = daemon.db(move |store| store.get_run(&id)).await?.with_live_usage();
     Ok(json_response(StatusCode::OK, &run))
 }
 

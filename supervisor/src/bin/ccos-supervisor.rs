@@ -39,7 +39,8 @@ const USAGE: &str = "usage: ccos-supervisor [--socket PATH] [--state-dir DIR] [-
                          what it did and exit: 0 if the run is done. Uses a temporary socket and
                          state directory unless --socket / --state-dir say otherwise
 
-  CCOS_LOG filters the log (default info); under systemd it goes to journald.";
+  CCOS_LOG filters the log (default info); every line is redacted. CREDENTIALS_DIRECTORY
+  (systemd credentials) adds read-only secrets to <state-dir>/secrets.json.";
 
 /// The daemon's configuration and what only main needs.
 struct Args {
@@ -182,7 +183,10 @@ async fn run(
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("opening the store: {e}"))?;
-    let daemon = Daemon::new(store, client, &config, cgroup_version);
+    let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+    let secrets = ccos_supervisor::secrets::SecretStore::open(&config.state_dir, credentials.as_deref())
+        .map_err(|e| format!("opening the secret store: {e}"))?;
+    let daemon = Daemon::new(store, client, &config, cgroup_version, secrets);
     let events_task = tokio::spawn(daemon.clone().handle_events(events));
     daemon.record_start().await.map_err(|e| format!("recording the start: {e}"))?;
     // A broken policies folder stops the start: runs would fail one by one.

@@ -128,10 +128,24 @@ enum Command {
         #[arg(long, value_name = "SEQ")]
         since: Option<u64>,
     },
+    /// The secret store: set (the value is read from stdin, never from the
+    /// command line), list names, delete
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// Version, cgroup mode, kernel features, limits
     Info,
     /// Check that the daemon answers
     Ping,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum SecretCommand {
+    /// Set NAME to the value on stdin (one trailing newline is dropped)
+    Set { name: String },
+    /// List the secrets' names
+    Ls,
+    /// Delete NAME
+    Rm { name: String },
 }
 
 /// How a command ends when it does not succeed.
@@ -435,6 +449,27 @@ impl Ctl {
                 }
                 let r = self.client.post_json(&Self::run_path(&id, "/transition"), &body)?;
                 self.transitioned(r)
+            }
+            Command::Secret(SecretCommand::Set { name }) => {
+                let mut value = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut value)
+                    .map_err(|e| Failure::Refused(format!("reading the value from stdin: {e}")))?;
+                let value = value.strip_suffix('\n').unwrap_or(&value);
+                let path = format!("/v1/secrets/{}", encode(&name));
+                let body = serde_json::to_vec(&json!({ "value": value })).unwrap_or_default();
+                let v = ok_json(self.client.request("PUT", &path, Some(&body))?)?;
+                self.show(&v, |v| format!("{} set\n", s(&v["name"])))
+            }
+            Command::Secret(SecretCommand::Ls) => {
+                let v = ok_json(self.client.get("/v1/secrets")?)?;
+                self.show(&v, |v| {
+                    let names = v["secrets"].as_array().cloned().unwrap_or_default();
+                    names.iter().map(|n| format!("{}\n", s(n))).collect()
+                })
+            }
+            Command::Secret(SecretCommand::Rm { name }) => {
+                let v = ok_json(self.client.request("DELETE", &format!("/v1/secrets/{}", encode(&name)), None)?)?;
+                self.show(&v, |v| format!("{} deleted\n", s(&v["name"])))
             }
             Command::Send { session, text, sender } => {
                 let mut body = json!({ "text": text });

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::skill_file::{BuiltinFile, CommandFile, HttpFile, OperationFile, SkillFile};
-use super::spec::{CommandSpec, HttpMethod, HttpSpec, LlmSpec};
+use super::spec::{CommandSpec, HttpMethod, HttpSpec, LlmSpec, StoreToken};
 use super::url_template::UrlTemplate;
 use super::{builtin, Capability, Executor};
 
@@ -51,6 +51,20 @@ pub struct Skill {
     pub capabilities: Vec<Capability>,
 }
 
+/// The `executor.store_token.secret` names of the files (unreadable or
+/// malformed files have none here: their own parse reports them).
+fn stored_secret_names(files: &[PathBuf]) -> Vec<String> {
+    files
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .filter_map(|text| text.parse::<toml::Table>().ok())
+        .filter_map(|table| {
+            let secret = table.get("executor")?.get("store_token")?.get("secret")?.as_str()?;
+            Some(secret.to_owned())
+        })
+        .collect()
+}
+
 /// Every `*.toml` in `dir` (not recursive, in name order). `secret_exists`
 /// answers whether the secret store holds a name, so that a reference to a
 /// missing secret fails now rather than at the first call.
@@ -64,6 +78,12 @@ pub fn load_dir(dir: &Path, secret_exists: &dyn Fn(&str) -> bool) -> Result<Vec<
         }
     }
     files.sort();
+    // A secret that some skill of the folder stores from its answers (a
+    // login's token) resolves for the others, though it may not exist yet:
+    // their calls fail until it does.
+    let stored = stored_secret_names(&files);
+    let secret_exists = |name: &str| secret_exists(name) || stored.iter().any(|s| s == name);
+    let secret_exists: &dyn Fn(&str) -> bool = &secret_exists;
 
     let mut skills: Vec<Skill> = Vec::new();
     let mut skill_ids: BTreeMap<String, PathBuf> = BTreeMap::new();
@@ -312,6 +332,20 @@ fn http_spec(
     if let Some(secret) = &http.bearer_secret {
         check_secret(secret, secret_exists).map_err(|r| err("executor.bearer_secret", r))?;
     }
+    let store_token = match &http.store_token {
+        None => None,
+        Some(store) => {
+            crate::secrets::validate_name(&store.secret)
+                .map_err(|e| err("executor.store_token.secret", e.to_string()))?;
+            if !store.pointer.starts_with('/') {
+                return Err(err(
+                    "executor.store_token.pointer",
+                    format!("{:?} is not a JSON pointer (like /access_token)", store.pointer),
+                ));
+            }
+            Some(StoreToken { secret: store.secret.clone(), pointer: store.pointer.clone() })
+        }
+    };
     Ok(Arc::new(HttpSpec {
         method,
         url: template,
@@ -319,6 +353,7 @@ fn http_spec(
         timeout: Duration::from_secs(timeout_secs),
         max_response_bytes,
         bearer_secret: http.bearer_secret.clone(),
+        store_token,
     }))
 }
 
@@ -477,6 +512,21 @@ mod tests {
         let prefix = format!("{}: {field}: ", dir.path().join(file).display());
         assert!(err.starts_with(&prefix), "expected {prefix:?}..., got {err:?}");
         assert!(err.contains(why), "expected {why:?} in {err:?}");
+    }
+
+    #[test]
+    fn a_stored_token_resolves_for_other_skills_and_its_fields_are_checked() {
+        let login = http_skill("auth", "login")
+            .replace("[operations", "store_token = { secret = \"session\", pointer = \"/token\" }\n[operations");
+        let user = http_skill("me", "get").replace("[operations", "bearer_secret = \"session\"\n[operations");
+        let (_dir, loaded) = load(&[("auth.toml", &login), ("me.toml", &user)]);
+        assert_eq!(loaded.unwrap().len(), 2);
+        // Without the skill that stores it, the name does not resolve.
+        assert_refused(&[("me.toml", &user)], "me.toml", "executor.bearer_secret", "does not resolve");
+        let bad = login.replace("/token", "token");
+        assert_refused(&[("auth.toml", &bad)], "auth.toml", "executor.store_token.pointer", "JSON pointer");
+        let bad = login.replace("\"session\"", "\"bad name!\"");
+        assert_refused(&[("auth.toml", &bad)], "auth.toml", "executor.store_token.secret", "");
     }
 
     #[test]

@@ -25,7 +25,7 @@ use serde_json::Value;
 pub use builtin::Builtin;
 pub use listing::listing;
 pub use load::{load_dir, LoadError, Skill};
-pub use spec::{CommandSpec, HttpMethod, HttpSpec, LlmSpec};
+pub use spec::{CommandSpec, HttpMethod, HttpSpec, LlmSpec, StoreToken};
 
 /// How a capability is carried out. Not `Copy`: the declared executors
 /// share their (per-skill) spec through an `Arc`.

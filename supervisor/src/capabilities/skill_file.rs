@@ -52,6 +52,16 @@ pub struct HttpFile {
     pub max_response_bytes: Option<u64>,
     /// A name in the secret store, sent as `Authorization: Bearer <secret>`.
     pub bearer_secret: Option<String>,
+    /// Opt-in: store a token the answer carries (a login's) as a secret.
+    pub store_token: Option<StoreTokenFile>,
+}
+
+/// `store_token = { secret = "NAME", pointer = "/access_token" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreTokenFile {
+    pub secret: String,
+    pub pointer: String,
 }
 
 /// `[executor]` with `type = "command"`.

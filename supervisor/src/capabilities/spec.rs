@@ -54,6 +54,17 @@ pub struct HttpSpec {
     pub max_response_bytes: u64,
     /// The secret store name whose value is sent as `Authorization: Bearer`.
     pub bearer_secret: Option<String>,
+    /// Opt-in: after a successful call, the string at `pointer` (a JSON
+    /// pointer into the answer) is stored as secret `secret`, for reuse
+    /// across calls and restarts; the agent sees it redacted.
+    pub store_token: Option<StoreToken>,
+}
+
+/// Where a discovered token goes (see [`HttpSpec::store_token`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreToken {
+    pub secret: String,
+    pub pointer: String,
 }
 
 /// One command operation: argv run on the host in a jail of its own, the

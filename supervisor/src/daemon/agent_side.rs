@@ -29,6 +29,11 @@ use crate::model::{Actor, Run, Timestamp};
 use crate::spawner::Bind;
 use crate::store::{Meters, Refusal, Step};
 
+/// The longest error message an agent gets (and the audit keeps).
+const MAX_ERROR_CHARS: usize = 300;
+/// The longest part of a command's stderr the audit keeps.
+const MAX_STDERR_CHARS: usize = 2000;
+
 /// Where a run's agent socket appears inside its jail.
 pub const AGENT_SOCKET_IN_JAIL: &str = "/run/ccos/agent.sock";
 /// How often the watcher reads a run's cgroup when it has a CPU budget
@@ -176,9 +181,8 @@ impl Daemon {
                     Err(message)
                 }
             },
-            // Loaded and listed, but not carried out yet: a failed call
-            // (502 capability_failed), counted and audited like any other.
-            other => Err(format!("the {} executor of {} is not wired yet", other.kind(), capability.id)),
+            Executor::Http(spec) => self.run_http(&step, spec, &inputs).await,
+            Executor::Llm(spec) => self.run_llm(&step, spec, &inputs).await,
         };
         // A declared output schema binds the executor: what does not match
         // is a failed call, not something to hand the agent.
@@ -186,6 +190,15 @@ impl Daemon {
             Ok(()) => Ok(output),
             Err(e) => Err(format!("the capability's {e}")),
         });
+        // What goes back to the agent, and into the audit, passes the
+        // redactor: a secret an executor echoed (in its answer or its
+        // error) never reaches the jail. Errors are summarized, not dumped.
+        let redactor = crate::redact::global();
+        let outcome = match outcome {
+            Ok(output) => Ok(redactor.redact_json(&output)),
+            Err(message) => Err(redactor.summarize_error(&message, MAX_ERROR_CHARS)),
+        };
+        let stderr = stderr.map(|text| redactor.summarize_error(&text, MAX_STDERR_CHARS));
         let (success, error) = match &outcome {
             Ok(_) => (true, None),
             Err(message) => (false, Some(message.clone())),

@@ -177,6 +177,14 @@ pub(super) fn append(tx: &Transaction<'_>, event: NewAuditEvent, now: Timestamp)
         .ctx("reading the audit chain's head")?;
     let (last_seq, prev_hash) = head.unwrap_or((0, GENESIS_HASH.to_owned()));
     let seq = u64::try_from(last_seq).unwrap_or(0) + 1;
+    // Redacted before it is hashed: what the chain holds is what may be
+    // shown, and a secret that slipped into a detail never reaches the disk.
+    let mut event = event;
+    if let serde_json::Value::Object(detail) =
+        crate::redact::global().redact_json(&serde_json::Value::Object(std::mem::take(&mut event.detail)))
+    {
+        event.detail = detail;
+    }
     let sealed = event.seal(seq, now, &prev_hash);
     tx.prepare_cached(&format!(
         "INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
