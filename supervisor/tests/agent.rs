@@ -825,6 +825,9 @@ impl StubServer {
 const HTTP_TOKEN: &str = "tok-7c1e9a44b2d04f1f8e3a0b6d5c2e9f10";
 
 fn items_answer(path: &str, auth: &str) -> (u16, String) {
+    if path.starts_with("/v1/big") {
+        return (200, json!({"blob": "x".repeat(5000)}).to_string());
+    }
     if path.starts_with("/v1/fail") {
         // An upstream that echoes the token in its error.
         return (500, format!("upstream broke; your token {HTTP_TOKEN} was rejected\nmore lines"));
@@ -871,9 +874,9 @@ fn an_http_skill_sends_its_token_which_the_agent_never_sees() {
     let dir = tempfile::tempdir().unwrap();
     let skill = format!(
         "id = \"items\"\n[executor]\ntype = \"http\"\nurl = \"http://127.0.0.1:{port}/v1/items/{{item}}\"\nbearer_secret = \
-         \"api_token\"\n[operations.get]\ninput_schema = {{ type = \"object\", properties = {{ item = {{ type = \"string\" }} }}, \
+         \"api_token\"\nmax_response_bytes = 4096\n[operations.get]\ninput_schema = {{ type = \"object\", properties = {{ item = {{ type = \"string\" }} }}, \
          required = [\"item\"] }}\n[operations.fail]\nurl = \"http://127.0.0.1:{port}/v1/fail\"\ninput_schema = {{ type = \
-         \"object\" }}\n",
+         \"object\" }}\n[operations.big]\nurl = \"http://127.0.0.1:{port}/v1/big\"\ninput_schema = {{ type = \"object\" }}\n",
         port = stub.port
     );
     let d = daemon_with_skill(dir.path(), ("api_token", HTTP_TOKEN), ("items.toml", skill));
@@ -881,7 +884,8 @@ fn an_http_skill_sends_its_token_which_the_agent_never_sees() {
         r#"
 s1, b1 = execute("items.get", {{"item": "a b/../admin?x=1"}})
 s2, b2 = execute("items.fail", {{}})
-out(json.dumps({{"get": s1, "body": b1, "fail": s2, "fail_body": b2}}))
+s3, b3 = execute("items.big", {{}})
+out(json.dumps({{"get": s1, "body": b1, "fail": s2, "fail_body": b2, "big": s3, "big_body": b3}}))
 # Everything the agent can read: its environment, argv, and every file.
 found = []
 if "{token}" in json.dumps(dict(os.environ)) + " ".join(sys.argv):
@@ -912,6 +916,9 @@ out(json.dumps({{"found": found}}))
     assert_eq!(first["body"]["output"]["path"], "/v1/items/a%20b%2F..%2Fadmin%3Fx%3D1", "{first}");
     assert_eq!(first["fail"], 502, "{first}");
     assert_eq!(first["fail_body"]["error"]["code"], "capability_failed");
+    // An answer over the skill's max_response_bytes (4096 here) is refused.
+    assert_eq!(first["big"], 502, "{first}");
+    assert!(first["big_body"]["error"]["message"].as_str().unwrap().contains("over its limit of 4096"), "{first}");
     assert_eq!(lines[1]["found"], json!([]), "the token reached the jail");
     let whole = serde_json::to_string(&lines).unwrap();
     assert!(!whole.contains(HTTP_TOKEN), "the agent saw the token: {whole}");
@@ -925,7 +932,7 @@ out(json.dumps({{"found": found}}))
     assert!(!d.0.log_text().contains(HTTP_TOKEN), "the log holds the token");
     let uses: Vec<Value> =
         d.audit(&id).into_iter().filter(|e| e["type"] == "secret.use").map(|e| e["detail"].clone()).collect();
-    assert_eq!(uses, [json!({"name": "api_token"}), json!({"name": "api_token"})]);
+    assert_eq!(uses, vec![json!({"name": "api_token"}); 3], "one secret.use per call");
     assert_eq!(d.get("/v1/secrets"), json!({"secrets": ["api_token"]}));
 }
 
