@@ -224,7 +224,8 @@ fn policies_folder_profiles_are_hashed_on_runs_and_reloaded_on_sighup() {
             .any(|e| e["type"] == "policy.load" && e["decision"] == "deny")
     };
     assert!(eventually(Duration::from_secs(10), refused), "no refused policy.load; log:\n{}", d.log_text());
-    assert!(d.log_text().contains("broken.toml"), "{}", d.log_text());
+    // The refusal is audited first, then logged.
+    assert!(eventually(Duration::from_secs(5), || d.log_text().contains("broken.toml")), "{}", d.log_text());
     assert_eq!(get(&socket, "/v1/info")["profiles"], profiles);
 
     // Fixed, and a new profile: the next SIGHUP takes both.
