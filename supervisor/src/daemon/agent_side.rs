@@ -245,17 +245,27 @@ impl Daemon {
     /// The run's CPU seconds in its window, read from its cgroup now;
     /// `None` if it cannot be read (no jail yet, no cpuacct controller).
     async fn window_cpu_now(&self, run_id: &str) -> Option<f64> {
-        let usage = self.spawner.usage(run_id).await.ok()?;
-        let total = usage.cpu_usec? as f64 / 1e6;
         let id = run_id.to_owned();
         let window = self.db(move |store| store.get_run(&id)).await.ok()?.budget_window_started_at;
-        Some(self.agents.window_cpu(run_id, window, total))
+        self.read_meters(run_id, window).await.cpu_secs
     }
 
-    /// The watcher's check, once, now.
+    /// What the run's cgroup says now, as the meters of budget window
+    /// `window`; a field is `None` where it cannot be read.
+    async fn read_meters(&self, run_id: &str, window: Option<Timestamp>) -> Meters {
+        let usage = self.spawner.usage(run_id).await.ok();
+        Meters {
+            cpu_secs: usage.and_then(|u| u.cpu_usec).map(|us| self.agents.window_cpu(run_id, window, us as f64 / 1e6)),
+            memory_peak_bytes: usage.and_then(|u| u.memory_peak),
+            pids_peak: usage.and_then(|u| u.pids_peak),
+        }
+    }
+
+    /// The watcher's check, once, now: the meters refreshed, and the
+    /// budget policy applied if time alone (or tokens) used a budget up.
     async fn check_budget_now(self: &Arc<Self>, run_id: &str, window: Option<Timestamp>) {
+        let meters = self.read_meters(run_id, window).await;
         let id = run_id.to_owned();
-        let meters = Meters { cpu_secs: self.window_cpu_now(run_id).await, ..Meters::default() };
         match self.db(move |store| store.enforce_budget(&id, window, meters)).await {
             Ok((_, Some((which, moved)))) => {
                 tracing::info!(run_id = %run_id, "budget exceeded: {which}; {}", moved.run.state);
@@ -276,29 +286,9 @@ impl Daemon {
             if run.state.is_terminal() {
                 return;
             }
-            let sleep = self.next_check(&run);
-            tokio::time::sleep(sleep).await;
-            if run.state != RunState::Active {
-                continue;
-            }
-            let usage = self.spawner.usage(&run_id).await.ok();
-            let window = run.budget_window_started_at;
-            let meters = Meters {
-                cpu_secs: usage
-                    .and_then(|u| u.cpu_usec)
-                    .map(|us| self.agents.window_cpu(&run_id, window, us as f64 / 1e6)),
-                memory_peak_bytes: usage.and_then(|u| u.memory_peak),
-                pids_peak: usage.and_then(|u| u.pids_peak),
-            };
-            let id = run_id.clone();
-            match self.db(move |store| store.enforce_budget(&id, window, meters)).await {
-                Ok((_, Some((which, moved)))) => {
-                    tracing::info!(run_id = %run_id, "budget exceeded: {which}; {}", moved.run.state);
-                    self.changed();
-                    self.follow(&moved).await;
-                }
-                Ok(_) => {}
-                Err(e) => tracing::error!(run_id = %run_id, "checking the budget: {e}"),
+            tokio::time::sleep(self.next_check(&run)).await;
+            if run.state == RunState::Active {
+                self.check_budget_now(&run_id, run.budget_window_started_at).await;
             }
         }
     }
