@@ -347,13 +347,7 @@ impl Daemon {
     /// Stores a secret in the store (no audit: the caller says why), and
     /// tells the redactor its value.
     pub(crate) async fn put_secret(self: &Arc<Self>, name: &str, value: &str) -> Result<(), String> {
-        let (daemon, name, value) = (self.clone(), name.to_owned(), value.to_owned());
-        tokio::task::spawn_blocking(move || daemon.secrets.set(&name, &value))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        crate::redact::global().set_known(self.secrets.values());
-        Ok(())
+        self.write_secret(name.to_owned(), Some(value.to_owned())).await.map(drop)
     }
 
     async fn change_secret(
@@ -362,21 +356,30 @@ impl Daemon {
         value: Option<String>,
         actor: Actor,
     ) -> Result<bool, DaemonError> {
-        let daemon = self.clone();
-        let key = name.clone();
         let setting = value.is_some();
-        let changed = tokio::task::spawn_blocking(move || match value {
-            Some(value) => daemon.secrets.set(&key, &value).map(|()| true),
-            None => daemon.secrets.delete(&key),
-        })
-        .await
-        .map_err(|e| DaemonError::Internal(e.to_string()))?
-        .map_err(|e| DaemonError::Store(crate::model::RequestError::new("name", e.to_string()).into()))?;
-        crate::redact::global().set_known(self.secrets.values());
+        let changed = self
+            .write_secret(name.clone(), value)
+            .await
+            .map_err(|e| DaemonError::Store(crate::model::RequestError::new("name", e).into()))?;
         let event = NewAuditEvent::new(types::SECRET_SET, &actor)
             .with("name", name.as_str())
             .with("action", if setting { "set" } else { "delete" });
         self.db(move |store| store.append_audit(event)).await?;
+        Ok(changed)
+    }
+
+    /// Sets (`Some`) or deletes (`None`) a secret on the blocking pool, then
+    /// gives the redactor the values now stored. False: nothing to delete.
+    async fn write_secret(self: &Arc<Self>, name: String, value: Option<String>) -> Result<bool, String> {
+        let daemon = self.clone();
+        let changed = tokio::task::spawn_blocking(move || match value {
+            Some(value) => daemon.secrets.set(&name, &value).map(|()| true),
+            None => daemon.secrets.delete(&name),
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        crate::redact::global().set_known(self.secrets.values());
         Ok(changed)
     }
 
