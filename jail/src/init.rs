@@ -1,8 +1,8 @@
 //! The child side: PID 1 of the jail, and the program it starts.
 //!
 //! The clone child becomes the jail's init. It builds the jail (root,
-//! hostname, network, cgroup namespace), forks the program, locks itself
-//! down, then reaps and forwards signals until the program ends, and
+//! hostname, network, cgroup, cgroup namespace), starts the program (a
+//! child sharing init's memory until its execve), locks itself down, then reaps and forwards signals until the program ends, and
 //! reports its exit on the status pipe. When init exits, the kernel kills
 //! everything left in the jail's pid namespace, so nothing the program
 //! forked can outlive it.
@@ -41,6 +41,9 @@ pub struct ChildPlan<'a> {
     pub bind_source_fds: Vec<RawFd>,
     pub hostname: &'a str,
     pub network: NetworkMode,
+    /// The jail runs in a network namespace made ahead and already set up
+    /// ([`crate::net::PreparedNetwork`]).
+    pub network_ready: bool,
     pub uid: u32,
     pub gid: u32,
     pub rlimits: &'a [Rlimit],
@@ -50,8 +53,9 @@ pub struct ChildPlan<'a> {
     /// The PATH the program is looked up on (from its environment).
     pub path_var: String,
     pub seccomp: &'a CompiledSeccomp,
-    /// Read end: one byte from the parent once the id maps (and the cgroup
-    /// placement) are done; EOF if the parent died.
+    /// The child's end of a SEQPACKET socket: "G" from the parent once the
+    /// id maps are written, then, with `join_cgroup`, "C" with the cgroup
+    /// files to join; end of file if the parent died.
     pub sync_fd: RawFd,
     /// Write end, close-on-exec: set-up failures; EOF at execve.
     pub setup_fd: RawFd,
@@ -59,9 +63,9 @@ pub struct ChildPlan<'a> {
     pub status_fd: RawFd,
     /// Replacement stdin, stdout and stderr for the program, if any.
     pub stdio: [Option<RawFd>; 3],
-    /// cgroup v1: the `tasks` file of the jail's group in every hierarchy,
-    /// which the child writes itself into (v2 places it at clone).
-    pub cgroup_tasks: &'a [PathBuf],
+    /// cgroup v1: move into the jail's group (by the files the parent
+    /// sends) before forking the program. On v2 clone3 placed the child.
+    pub join_cgroup: bool,
 }
 
 /// Signals init passes on to the program (anything else sent to a pid
@@ -104,14 +108,6 @@ fn failed(step: &str, what: impl std::fmt::Display, err: impl Into<std::io::Erro
 enum Never {}
 
 fn init_main(plan: &ChildPlan<'_>) -> Result<Never, SetupFailure> {
-    // Join the jail's cgroup first, before anything else runs (v1). A
-    // thread moving itself ("0" into `tasks`) skips the global lock that
-    // moving another process by pid takes, which waits out an RCU grace
-    // period (about 10 ms) on every spawn.
-    for tasks in plan.cgroup_tasks {
-        std::fs::write(tasks, b"0").map_err(|e| failed("cgroup", format!("joining {}", tasks.display()), e))?;
-    }
-
     // Keep only our pipes and the program's stdio; the parent's other fds
     // (its id-range lock, its sockets) are none of the jail's business.
     let mut keep = vec![plan.sync_fd, plan.setup_fd, plan.status_fd];
@@ -131,9 +127,8 @@ fn init_main(plan: &ChildPlan<'_>) -> Result<Never, SetupFailure> {
                 std::io::Error::from_raw_os_error(libc::EPIPE),
             ))
         }
-        Err(e) => return Err(failed("wait_for_parent", "reading the sync pipe", e)),
+        Err(e) => return Err(failed("wait_for_parent", "reading the sync socket", e)),
     }
-    let _ = nix::unistd::close(plan.sync_fd);
 
     // Become root of the new user namespace (so what we create is owned by
     // the jail's root, not the overflow id), with no supplementary groups.
@@ -164,15 +159,21 @@ fn init_main(plan: &ChildPlan<'_>) -> Result<Never, SetupFailure> {
 
     // Host name and network.
     nix::unistd::sethostname(plan.hostname).map_err(|e| failed("hostname", plan.hostname, e))?;
-    net::configure_in_child(plan.network).map_err(|e| failed("network", "bringing lo up", e))?;
+    if !plan.network_ready {
+        net::configure_in_child(plan.network).map_err(|e| failed("network", "bringing lo up", e))?;
+    }
 
-    // A cgroup namespace rooted at the jail's own cgroup: made here, after
-    // the parent placed us, so the jail sees its cgroup as "/".
+    // The jail's cgroup (v1), which the parent made meanwhile; then a
+    // cgroup namespace rooted at it, so the jail sees its cgroup as "/".
+    if plan.join_cgroup {
+        join_cgroup(plan.sync_fd)?;
+    }
+    let _ = nix::unistd::close(plan.sync_fd);
     nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|e| failed("cgroup_namespace", "unshare", e))?;
 
     // The program.
-    let program = sys::fork().map_err(|e| failed("fork", "forking the program", e))?;
-    let Some(program) = program else { exec_program(plan) };
+    let program =
+        sys::spawn_sharing_memory(&mut || exec_program(plan)).map_err(|e| failed("fork", "starting the program", e))?;
     PROGRAM_PID.store(program.as_raw(), Ordering::Relaxed);
     // From now on only the program holds the set-up pipe: the parent reads
     // EOF exactly when its execve succeeded.
@@ -190,6 +191,30 @@ fn init_main(plan: &ChildPlan<'_>) -> Result<Never, SetupFailure> {
     let _ = sys::file_view(plan.status_fd).write_all(&message.to_line());
     // Exiting kills whatever is left in the pid namespace.
     sys::exit_now(0)
+}
+
+/// Moves this process into the jail's cgroup on every v1 hierarchy: "0"
+/// into each `tasks` file the parent sent. A thread moving itself skips the
+/// global lock that moving another process by pid takes (an RCU grace
+/// period, about 10 ms); and the kernel checks the write against the
+/// opener's credentials, the parent's.
+fn join_cgroup(sync_fd: RawFd) -> Result<(), SetupFailure> {
+    // SAFETY: the plan's sync fd is open in this process until init_main
+    // closes it after this call.
+    let sock = unsafe { std::os::fd::BorrowedFd::borrow_raw(sync_fd) };
+    let mut tag = [0u8; 1];
+    let got = crate::fdpass::recv(sock, &mut tag, nix::sys::socket::MsgFlags::empty())
+        .map_err(|e| failed("cgroup", "receiving the cgroup's files", e))?;
+    if got.len == 0 || tag != *b"C" || got.fds.is_empty() {
+        let gone = std::io::Error::from_raw_os_error(libc::EPIPE);
+        return Err(failed("cgroup", "the parent sent no cgroup files (did it die?)", gone));
+    }
+    for (i, fd) in got.fds.into_iter().enumerate() {
+        std::fs::File::from(fd)
+            .write_all(b"0")
+            .map_err(|e| failed("cgroup", format!("joining the jail's cgroup (hierarchy {i})"), e))?;
+    }
+    Ok(())
 }
 
 fn parent_is_gone(status_fd: RawFd) -> bool {
@@ -225,7 +250,8 @@ fn reap_until_program_ends(program: Pid) -> ChildMessage {
     }
 }
 
-/// The program's child: from init's privileges to none, then execve.
+/// The program's child: from init's privileges to none, then execve. It
+/// shares init's memory until then (see [`sys::spawn_sharing_memory`]).
 fn exec_program(plan: &ChildPlan<'_>) -> ! {
     let failure = match drop_privileges_and_exec(plan) {
         Ok(never) => match never {},

@@ -15,6 +15,7 @@ pub mod caps;
 pub mod cgroup;
 pub mod doctor;
 pub mod error;
+pub mod fdpass;
 pub mod idmap;
 pub mod init;
 pub mod mount;

@@ -16,3 +16,71 @@ pub fn configure_in_child(mode: NetworkMode) -> std::io::Result<()> {
     let sock: OwnedFd = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
     sys::set_interface_up(&sock, b"lo")
 }
+
+/// A fresh network namespace made ahead of a spawn ([`JailSpec::network_ready`](crate::JailSpec)),
+/// so that making it, the costliest namespace to make (about half a
+/// millisecond of registering devices and sysctls), happens off the
+/// spawn's path: the supervisor's spawner keeps one ready while it waits
+/// for requests.
+///
+/// It belongs to the host's user namespace, not the jail's: the jail's root
+/// has no CAP_NET_ADMIN over it, so it cannot change it at all (bring `lo`
+/// down or up, add addresses, routes or devices), which is stricter than a
+/// namespace of its own. Like one of its own it holds only `lo`, and it is
+/// used by exactly one jail: [`PreparedNetwork`] is not `Clone`, and spawn
+/// takes it.
+#[derive(Debug)]
+pub struct PreparedNetwork {
+    ns: OwnedFd,
+    mode: NetworkMode,
+}
+
+impl PreparedNetwork {
+    /// Makes one (needs CAP_SYS_ADMIN): the calling thread moves into a new
+    /// network namespace, sets `lo` for `mode`, keeps a handle and moves
+    /// back.
+    pub fn make(mode: NetworkMode) -> std::io::Result<PreparedNetwork> {
+        let home = Home::here()?;
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
+        let made = configure_in_child(mode).and_then(|()| open_own_namespace());
+        home.go_back();
+        Ok(PreparedNetwork { ns: made?, mode })
+    }
+
+    pub fn mode(&self) -> NetworkMode {
+        self.mode
+    }
+
+    /// Moves the calling thread into this namespace (for the jail's clone,
+    /// which then inherits it); the [`Home`] brings it back.
+    pub(crate) fn enter(&self) -> std::io::Result<Home> {
+        let home = Home::here()?;
+        nix::sched::setns(&self.ns, nix::sched::CloneFlags::CLONE_NEWNET)?;
+        Ok(home)
+    }
+}
+
+/// The network namespace a thread was in before it entered another.
+#[must_use = "go_back returns the thread to its own network namespace"]
+pub(crate) struct Home(OwnedFd);
+
+impl Home {
+    fn here() -> std::io::Result<Home> {
+        open_own_namespace().map(Home)
+    }
+
+    /// Returns to the namespace. This cannot fail for a process that could
+    /// leave it (the handle is ours, and so is the privilege); if it still
+    /// did, the process would go on in a jail's namespace, so it stops.
+    pub(crate) fn go_back(self) {
+        if let Err(e) = nix::sched::setns(&self.0, nix::sched::CloneFlags::CLONE_NEWNET) {
+            eprintln!("ccos-jail: returning to the host's network namespace failed ({e}); stopping");
+            std::process::abort();
+        }
+    }
+}
+
+fn open_own_namespace() -> std::io::Result<OwnedFd> {
+    let file = std::fs::File::open("/proc/thread-self/ns/net")?;
+    Ok(file.into())
+}

@@ -8,7 +8,7 @@
 //! end into a [`Report`].
 
 use std::ffi::CString;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -19,7 +19,8 @@ use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 use nix::unistd::Pid;
 
-use crate::cgroup::{Cgroup, CgroupLimits};
+use crate::cgroup::{Cgroup, CgroupLimits, Cgroups, Mode};
+use crate::fdpass;
 use crate::idmap::{IdRange, DEFAULT_LOCK_PATH};
 use crate::init::{self, ChildPlan};
 use crate::mount::{self, RootSpec};
@@ -74,11 +75,29 @@ pub struct Jail {
     _ids: IdRange,
 }
 
+/// Where a jail's cgroup comes from.
+pub enum CgroupSource<'a> {
+    /// No cgroup: no limits beyond rlimits, and no accounting.
+    None,
+    /// A group the caller made.
+    Made(Cgroup),
+    /// A group spawn makes: on v2 before clone, so the child starts in it;
+    /// on v1 while the child builds its root, which takes the making (five
+    /// hierarchies, about half a millisecond) off the spawn's critical path.
+    Make { cgroups: &'a Cgroups, name: &'a str, limits: CgroupLimits },
+}
+
+impl From<Option<Cgroup>> for CgroupSource<'_> {
+    fn from(cgroup: Option<Cgroup>) -> Self {
+        cgroup.map_or(CgroupSource::None, CgroupSource::Made)
+    }
+}
+
 /// Makes a jail and starts its program. Returns once the program's execve
 /// succeeded or its set-up failed (see [`Jail::setup_failure`]).
 ///
 /// Must be called from a single-threaded process (see [`sys::clone3_fork`]).
-pub fn spawn(spec: &JailSpec, cgroup: Option<Cgroup>) -> Result<Jail, Error> {
+pub fn spawn<'a>(spec: &JailSpec, cgroup: impl Into<CgroupSource<'a>>) -> Result<Jail, Error> {
     spawn_with(spec, &HostPaths::default(), cgroup)
 }
 
@@ -88,15 +107,32 @@ pub fn cgroup_limits(limits: &Limits) -> CgroupLimits {
 }
 
 /// As [`spawn`], with host paths given (tests point them elsewhere). With a
-/// cgroup, the child starts inside it: by clone3 on v2, or, on v1, by
-/// writing itself into every hierarchy before it does anything else.
-pub fn spawn_with(spec: &JailSpec, host: &HostPaths, cgroup: Option<Cgroup>) -> Result<Jail, Error> {
+/// cgroup, the program starts inside it: on v2 the whole jail does, by
+/// clone3; on v1 the jail's init moves itself into every hierarchy before it
+/// forks the program, through files the parent opens (see
+/// [`Cgroup::self_join_files`]).
+pub fn spawn_with<'a>(spec: &JailSpec, host: &HostPaths, cgroup: impl Into<CgroupSource<'a>>) -> Result<Jail, Error> {
     if spec.argv.is_empty() {
         return Err(Error::NoProgram);
     }
     ensure_single_threaded()?;
     let called = Instant::now();
     let profile = &spec.profile;
+
+    // The cgroup now (v2, or made by the caller), or once the child runs
+    // (v1). A request the kernel would refuse fails here, before clone.
+    let (cgroup, make_later) = match cgroup.into() {
+        CgroupSource::None => (None, None),
+        CgroupSource::Made(group) => (Some(group), None),
+        CgroupSource::Make { cgroups, name, limits } => {
+            cgroups.check_request(name, &limits)?;
+            match cgroups.mode() {
+                Mode::V2 => (Some(cgroups.create(name, &limits)?), None),
+                Mode::V1 => (None, Some((cgroups, name, limits))),
+            }
+        }
+    };
+    let join_cgroup = make_later.is_some() || cgroup.as_ref().is_some_and(|c| c.mode() == Mode::V1);
 
     // Everything the child needs, prepared and checked before clone.
     let mut binds = profile.binds.clone();
@@ -124,24 +160,28 @@ pub fn spawn_with(spec: &JailSpec, host: &HostPaths, cgroup: Option<Cgroup>) -> 
     // The jail's outside ids.
     let ids = IdRange::allocate(&host.id_lock)?;
 
-    // Parent -> child: "maps written, go"; child -> parent: set-up
-    // failures (EOF at execve) and the program's exit.
-    let (sync_read, sync_write) = pipe()?;
+    // Parent -> child: "maps written, go", then (v1) the cgroup files to
+    // join; child -> parent: set-up failures (EOF at execve) and the
+    // program's exit.
+    let (sync_parent, sync_child) = nix::sys::socket::socketpair(
+        nix::sys::socket::AddressFamily::Unix,
+        nix::sys::socket::SockType::SeqPacket,
+        None,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| Error::os("creating the jail's sync socket", e))?;
     let (setup_read, setup_write) = pipe()?;
     let (status_read, status_write) = pipe()?;
 
-    // On v1 the child joins its cgroup itself (see init.rs); on v2 clone3
-    // starts it there.
+    // On v2 clone3 starts the child in its cgroup.
     let cgroup_fd = cgroup.as_ref().and_then(|c| c.clone3_fd()).map(|fd| fd.as_raw_fd());
-    let cgroup_tasks: Vec<PathBuf> = match (&cgroup, cgroup_fd) {
-        (Some(cg), None) => cg.paths().iter().map(|p| p.join("tasks")).collect(),
-        _ => Vec::new(),
-    };
+    let network_ready = spec.network_ready.as_ref().filter(|n| n.mode() == spec.network());
     let plan = ChildPlan {
         mounts: &mounts.ops,
         bind_source_fds: mounts.source_fd_numbers(),
         hostname,
         network: spec.network(),
+        network_ready: network_ready.is_some(),
         uid: profile.uid,
         gid: profile.gid,
         rlimits: &profile.rlimits,
@@ -150,20 +190,37 @@ pub fn spawn_with(spec: &JailSpec, host: &HostPaths, cgroup: Option<Cgroup>) -> 
         env: envp,
         path_var,
         seccomp: &profile.seccomp,
-        sync_fd: sync_read.as_raw_fd(),
+        sync_fd: sync_child.as_raw_fd(),
         setup_fd: setup_write.as_raw_fd(),
         status_fd: status_write.as_raw_fd(),
         stdio: [&spec.stdin, &spec.stdout, &spec.stderr].map(|fd| fd.as_ref().map(|f| f.as_raw_fd())),
-        cgroup_tasks: &cgroup_tasks,
+        join_cgroup,
     };
 
+    // A network namespace made ahead: the clone inherits it from this
+    // thread, which returns to its own right after.
+    let mut flags = CLONE_NAMESPACES;
+    let home = match network_ready {
+        Some(net) => {
+            flags.remove(CloneFlags::CLONE_NEWNET);
+            Some(net.enter().map_err(|e| Error::os("entering the jail's network namespace", e))?)
+        }
+        None => None,
+    };
     let started = Instant::now();
-    let (pid, pidfd) = match sys::clone3_fork(CLONE_NAMESPACES.bits() as u64, cgroup_fd) {
-        Ok(Forked::Child) => init::run(&plan),
+    let forked = sys::clone3_fork(flags.bits() as u64, cgroup_fd);
+    if let Ok(Forked::Child) = forked {
+        init::run(&plan)
+    }
+    if let Some(home) = home {
+        home.go_back();
+    }
+    let (pid, pidfd) = match forked {
         Ok(Forked::Parent { pid, pidfd }) => (pid, pidfd),
+        Ok(Forked::Child) => unreachable!("the child ran init::run, which never returns"),
         Err(e) => return Err(clone_error(e)),
     };
-    drop((sync_read, setup_write, status_write));
+    drop((sync_child, setup_write, status_write));
 
     let mut jail = Jail {
         pid,
@@ -187,10 +244,35 @@ pub fn spawn_with(spec: &JailSpec, host: &HostPaths, cgroup: Option<Cgroup>) -> 
         jail.kill_and_reap();
         return Err(e.into());
     }
-    if let Err(e) = std::fs::File::from(sync_write).write_all(b"G") {
+    if let Err(e) = fdpass::send(sync_parent.as_fd(), b"G", &[], nix::sys::socket::MsgFlags::empty()) {
         jail.kill_and_reap();
         return Err(Error::os("releasing the jail's init", e));
     }
+    // v1: the group, made now if it was not, while the child builds its
+    // root; then the files the child joins it through.
+    if join_cgroup {
+        if let Some((cgroups, name, limits)) = make_later {
+            match cgroups.create(name, &limits) {
+                Ok(group) => jail.cgroup = Some(group),
+                Err(e) => {
+                    jail.kill_and_reap();
+                    return Err(e.into());
+                }
+            }
+        }
+        let files = match jail.cgroup.as_ref().map(Cgroup::self_join_files).transpose() {
+            Ok(files) => files.flatten().unwrap_or_default(),
+            Err(e) => {
+                jail.kill_and_reap();
+                return Err(e.into());
+            }
+        };
+        let fds: Vec<_> = files.iter().map(AsFd::as_fd).collect();
+        // A child that failed its set-up meanwhile is gone (EPIPE): its
+        // failure is on the set-up pipe, read below.
+        let _ = fdpass::send(sync_parent.as_fd(), b"C", &fds, nix::sys::socket::MsgFlags::empty());
+    }
+    drop(sync_parent);
 
     // EOF: the program's execve happened. A message: it never ran.
     let mut buf = Vec::new();

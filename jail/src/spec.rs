@@ -5,6 +5,7 @@
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
+use crate::net::PreparedNetwork;
 use crate::profile::{BindMount, Limits, NetworkMode, Profile, TmpfsMount};
 
 /// One jail to make.
@@ -27,6 +28,9 @@ pub struct JailSpec {
     pub stdin: Option<OwnedFd>,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
+    /// A network namespace made ahead of time for this jail; used when its
+    /// mode is the jail's, else the jail makes its own at clone.
+    pub network_ready: Option<PreparedNetwork>,
 }
 
 impl JailSpec {
@@ -43,6 +47,7 @@ impl JailSpec {
             stdin: None,
             stdout: None,
             stderr: None,
+            network_ready: None,
         }
     }
 

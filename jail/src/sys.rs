@@ -70,16 +70,74 @@ pub fn clone3_fork(flags: u64, cgroup_fd: Option<RawFd>) -> io::Result<Forked> {
     }
 }
 
-/// Plain fork(2), used by the jail's init to start the program. Same rule as
-/// [`clone3_fork`]: the caller (init) is single-threaded.
-pub fn fork() -> io::Result<Option<Pid>> {
-    // SAFETY: init is single-threaded (it is the only thread of a process
-    // created by clone3 without CLONE_THREAD), so the child inherits no
-    // lock held by another thread.
-    match unsafe { nix::unistd::fork() }? {
-        nix::unistd::ForkResult::Parent { child } => Ok(Some(child)),
-        nix::unistd::ForkResult::Child => Ok(None),
+/// Room for the program's child between [`spawn_sharing_memory`] and its
+/// execve: what it runs (dropping privileges, the PATH search, seccomp)
+/// needs a few pages; a guard page below catches an overflow.
+const SHARED_CHILD_STACK: usize = 1 << 20;
+
+/// Starts `child` in a new process that shares this one's memory, on a
+/// stack of its own, and returns its pid once `child` has called execve or
+/// exited (clone(2) with CLONE_VM | CLONE_VFORK, as posix_spawn does). The
+/// jail's init starts the program this way: no copy of init's page tables
+/// to make, and none for the program's execve to tear down.
+///
+/// `child` must end in execve or [`exit_now`], never return (its `c_int`
+/// is only there so a closure calling a `-> !` function fits). It runs while
+/// the caller is stopped, so it may allocate (no other thread of the caller
+/// can hold malloc's lock: the caller must be single-threaded) but whatever
+/// it changes in memory, the caller sees. Signal handlers, fds, ids,
+/// capabilities, the working directory and seccomp stay per-process (no
+/// CLONE_SIGHAND, CLONE_FILES, CLONE_FS or CLONE_THREAD).
+pub fn spawn_sharing_memory(child: &mut dyn FnMut() -> libc::c_int) -> io::Result<Pid> {
+    extern "C" fn trampoline(arg: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `arg` is the `&mut &mut dyn FnMut` passed to clone below,
+        // alive for the whole call: the caller is stopped until we exec or
+        // exit.
+        let child = unsafe { &mut *(arg as *mut &mut dyn FnMut() -> libc::c_int) };
+        child()
     }
+    let page = 4096;
+    // SAFETY: an anonymous private mapping; the result is checked.
+    let stack = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            SHARED_CHILD_STACK,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+            -1,
+            0,
+        )
+    };
+    if stack == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    let unmap = |stack| {
+        // SAFETY: the mapping made above, no longer used by anyone: the
+        // child has exec'd (new memory) or exited.
+        unsafe { libc::munmap(stack, SHARED_CHILD_STACK) };
+    };
+    // SAFETY: the lowest page of our own mapping; stacks grow down into it.
+    if unsafe { libc::mprotect(stack, page, libc::PROT_NONE) } == -1 {
+        let err = io::Error::last_os_error();
+        unmap(stack);
+        return Err(err);
+    }
+    let mut child = child;
+    // SAFETY: the stack top is the end of a mapping of ours (16-byte
+    // aligned), the trampoline and its argument live across the call, and
+    // CLONE_VFORK keeps this thread stopped (and so its stack frame and
+    // `child` valid) until the child execs or exits.
+    let pid = unsafe {
+        libc::clone(
+            trampoline,
+            stack.cast::<u8>().add(SHARED_CHILD_STACK).cast(),
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (&mut child as *mut &mut dyn FnMut() -> libc::c_int).cast(),
+        )
+    };
+    let result = if pid == -1 { Err(io::Error::last_os_error()) } else { Ok(Pid::from_raw(pid)) };
+    unmap(stack);
+    result
 }
 
 const MOUNT_ATTR_RDONLY: u64 = 0x1;

@@ -109,6 +109,7 @@ async fn run_all(
     tally.record("a_spawner_that_cannot_start_says_why", async { a_spawner_that_cannot_start(start_failure) }).await;
     tally.record("exit_code_stdout_stderr_and_a_real_pidfd", exit_code_stdout_stderr_and_a_real_pidfd(&mut t)).await;
     tally.record("missing_program_is_spawned_with_a_setup_failure", missing_program(&mut t)).await;
+    tally.record("each_jail_has_a_network_of_its_own_with_only_lo", network_of_its_own(&mut t)).await;
     tally.record("kill_ends_a_sleeping_run", kill_ends_a_sleeping_run(&mut t)).await;
     tally.record("signal_is_passed_on_to_the_program", signal_is_passed_on(&mut t)).await;
     tally.record("freeze_stops_a_counter_and_thaw_resumes_it", freeze_and_thaw(&mut t)).await;
@@ -278,6 +279,67 @@ async fn exit_code_stdout_stderr_and_a_real_pidfd(t: &mut Ctx) -> Outcome {
     check!(read(&err) == "err\n", "stderr file holds {:?}", read(&err));
     let mode = std::fs::metadata(&out).map_err(|e| e.to_string())?.permissions().mode() & 0o777;
     check!(mode == 0o640, "stdout file mode {mode:o}, wanted 640");
+    Ok(())
+}
+
+/// What a jail's program finds of the network, as JSON: a UDP connect to
+/// TEST-NET-1 (it only looks the route up; nothing is sent), a TCP connect
+/// to the test's listener on the host's loopback, a listener of its own on
+/// its loopback, the interfaces and the namespace's identity.
+const NETWORK_PROBE: &str = r#"
+import errno, json, os, socket, sys
+def attempt(f):
+    try:
+        f()
+        return "ok"
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e))
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+tcp = socket.socket()
+tcp.settimeout(3)
+own = socket.socket()
+own.bind(("127.0.0.1", 0))
+own.listen(1)
+to_own = socket.socket()
+with open("/proc/self/net/dev") as f:
+    ifaces = sorted(l.split(":")[0].strip() for l in f.readlines()[2:])
+print(json.dumps({
+    "udp_route": attempt(lambda: udp.connect(("192.0.2.1", 9))),
+    "host_loopback": attempt(lambda: tcp.connect(("127.0.0.1", int(sys.argv[1])))),
+    "own_loopback": attempt(lambda: to_own.connect(own.getsockname())),
+    "interfaces": ifaces,
+    "namespace": os.readlink("/proc/self/net/../ns/net"),
+}))
+"#;
+
+/// The spawner makes the next jail's network namespace ahead of time; each
+/// jail must still get a fresh one, with `lo` up and no route anywhere.
+async fn network_of_its_own(t: &mut Ctx) -> Outcome {
+    let host_listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let port = host_listener.local_addr().map_err(|e| e.to_string())?.port().to_string();
+    let host_namespace = std::fs::read_link("/proc/self/ns/net").map_err(|e| e.to_string())?;
+    let mut seen = Vec::new();
+    for run in ["net-1", "net-2", "net-3"] {
+        let argv = vec!["/usr/bin/python3".into(), "-c".into(), NETWORK_PROBE.into(), port.clone()];
+        let spawned = t.client.spawn(request(t, run, argv)).await.map_err(|e| e.to_string())?;
+        check!(spawned.setup_failure.is_none(), "{run}: setup failure: {:?}", spawned.setup_failure);
+        let report = t.exits.wait(run, Duration::from_secs(20)).await?;
+        let (out, err) = (read(&t.dir.join(format!("{run}.out"))), read(&t.dir.join(format!("{run}.err"))));
+        check!(report.exit_code == Some(0), "{run}: {report:?}\nstdout: {out}\nstderr: {err}");
+        let found: serde_json::Value = serde_json::from_str(out.trim()).map_err(|e| format!("{run}: {e}: {out}"))?;
+        check!(found["udp_route"] == "ENETUNREACH", "{run}: a route out: {found}");
+        check!(found["host_loopback"] == "ECONNREFUSED", "{run}: the host's loopback: {found}");
+        check!(found["own_loopback"] == "ok", "{run}: lo is not up: {found}");
+        check!(found["interfaces"] == serde_json::json!(["lo"]), "{run}: {found}");
+        let namespace = found["namespace"].as_str().unwrap_or_default().to_string();
+        check!(
+            namespace.starts_with("net:[") && Path::new(&namespace) != host_namespace,
+            "{run}: the host's namespace {host_namespace:?}: {found}"
+        );
+        check!(!seen.contains(&namespace), "{run}: namespace {namespace} was used before: {seen:?}");
+        seen.push(namespace);
+    }
+    drop(host_listener);
     Ok(())
 }
 

@@ -13,8 +13,9 @@ use clap::{Parser, Subcommand};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use ccos_jail::cgroup::{self, Cgroup, CgroupConfig, Cgroups};
+use ccos_jail::cgroup::{self, CgroupConfig, Cgroups};
 use ccos_jail::profile::{BindMount, Limits, NetworkMode, TmpfsMount};
+use ccos_jail::spawn::CgroupSource;
 
 use ccos_jail::size::{parse_bytes, parse_duration};
 use ccos_jail::{JailSpec, Profile};
@@ -192,9 +193,13 @@ fn run(args: RunArgs) -> Result<u8> {
         SignalFd::with_flags(&forwarded, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).context("signalfd")?;
 
     let cgroup_started = std::time::Instant::now();
-    let cgroup = jail_cgroup(&args.cgroups.config(), &spec.limits())?;
+    let cgroups = Cgroups::open(&cgroup::detect(&args.cgroups.config())?)?;
     let cgroup_ms = cgroup_started.elapsed().as_secs_f64() * 1e3;
-    let jail = ccos_jail::spawn(&spec, Some(cgroup))?;
+    let name = format!("{CGROUP_PREFIX}{}", std::process::id());
+    let limits = ccos_jail::spawn::cgroup_limits(&spec.limits());
+    let jail = ccos_jail::spawn(&spec, CgroupSource::Make { cgroups: &cgroups, name: &name, limits })?;
+    // While the program runs: nothing waits on this.
+    remove_stale_groups(&cgroups);
     if let Some(failure) = jail.setup_failure() {
         eprintln!("ccos-jail: {failure}");
     }
@@ -208,19 +213,15 @@ fn run(args: RunArgs) -> Result<u8> {
     Ok(report.shell_exit_code().clamp(0, 255) as u8)
 }
 
-/// The jail's own cgroup, `jail-<our pid>`, after removing the empty groups
-/// of ccos-jail processes that died without cleaning up (SIGKILL).
-fn jail_cgroup(config: &CgroupConfig, limits: &Limits) -> Result<Cgroup> {
-    let detection = cgroup::detect(config)?;
-    let cgroups = Cgroups::open(&detection)?;
+/// Removes the empty groups of ccos-jail processes that died without
+/// cleaning up (SIGKILL): `jail-<pid>` whose pid is gone.
+fn remove_stale_groups(cgroups: &Cgroups) {
     let owner_is_dead = |name: &str| {
         name.strip_prefix(CGROUP_PREFIX)
             .and_then(|pid| pid.parse::<i32>().ok())
             .is_some_and(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err())
     };
     let _ = cgroups.remove_stale(CGROUP_PREFIX, owner_is_dead);
-    let name = format!("{CGROUP_PREFIX}{}", std::process::id());
-    Ok(cgroups.create(&name, &ccos_jail::spawn::cgroup_limits(limits))?)
 }
 
 fn parse_bind(text: &str) -> Result<BindMount> {

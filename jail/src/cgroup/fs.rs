@@ -29,6 +29,15 @@ pub(crate) fn read_if_exists(path: &Path) -> Result<Option<String>> {
     }
 }
 
+/// Opens a control file for writing, without O_CREAT (see [`write`]).
+pub(crate) fn open_for_write(path: &Path) -> Result<fs::File> {
+    OpenOptions::new().write(true).open(path).map_err(|err| CgroupError::Write {
+        path: path.to_owned(),
+        value: String::new(),
+        err,
+    })
+}
+
 /// Writes `value` in a single write(2): cgroupfs takes each write as a whole
 /// command, so a value must never be split. No O_CREAT: a missing file is an
 /// error (it means a controller is absent), not a new regular file.
@@ -135,6 +144,16 @@ const RMDIR_RETRY_FOR: Duration = Duration::from_secs(2);
 
 /// Removes a cgroup and every cgroup below it, deepest first. A group that is
 /// already gone is fine; EBUSY is retried for [`RMDIR_RETRY_FOR`].
+/// The common end of a group: empty and without children, so one rmdir
+/// removes it. True when `dir` is gone; false when it is still there (busy:
+/// processes or child groups left), which [`remove_tree`] then handles.
+pub(crate) fn removed_at_once(dir: &Path) -> bool {
+    match fs::remove_dir(dir) {
+        Ok(()) => true,
+        Err(err) => err.kind() == io::ErrorKind::NotFound,
+    }
+}
+
 pub(crate) fn remove_tree(dir: &Path) -> Result<()> {
     for child in subdirs(dir)? {
         remove_tree(&dir.join(child))?;

@@ -11,8 +11,9 @@
 //!
 //! Placement: on v2 the spawn code passes [`Cgroup::clone3_fd`] to
 //! `clone3(CLONE_INTO_CGROUP)` so the child starts inside its group; on v1
-//! (and as a v2 fallback) it calls [`Cgroup::add_pid`] from the parent before
-//! releasing the child, which writes the pid into every hierarchy.
+//! the jail's init moves itself in, through the files of
+//! [`Cgroup::self_join_files`] that the parent sends it. [`Cgroup::add_pid`]
+//! moves another process by pid (slower: see `self_join_files`).
 //!
 //! Every path is a parameter (see [`CgroupConfig`]), so the unit tests run
 //! on fixture trees in a tempdir; the real behaviour is tested as root in
@@ -237,6 +238,13 @@ impl Cgroups {
         Ok(Cgroup { backend })
     }
 
+    /// What [`Cgroups::create`] would refuse before making anything: a bad
+    /// name or limits.
+    pub fn check_request(&self, name: &str, limits: &CgroupLimits) -> Result<()> {
+        check_name(name)?;
+        limits.check().map(drop)
+    }
+
     /// Names of the groups under the root that start with `prefix`.
     pub fn list(&self, prefix: &str) -> Result<Vec<String>> {
         stale::list(&self.root_paths(), prefix)
@@ -307,6 +315,20 @@ impl Cgroup {
         match &self.backend {
             GroupBackend::V1(_) => None,
             GroupBackend::V2(g) => Some(g.clone3_fd()),
+        }
+    }
+
+    /// v1 only: each hierarchy's `tasks` file, opened here for writing, for
+    /// a jail's init to move itself in by writing "0" to each. A thread
+    /// moving itself skips the global lock that moving another process by
+    /// pid takes, which waits out an RCU grace period (about 10 ms). The
+    /// kernel checks such a write against the credentials of whoever opened
+    /// the file (Linux 5.16 and later), so an fd opened by the privileged
+    /// parent works in a child that is no longer privileged on the host.
+    pub fn self_join_files(&self) -> Result<Option<Vec<std::fs::File>>> {
+        match &self.backend {
+            GroupBackend::V1(g) => g.self_join_files().map(Some),
+            GroupBackend::V2(_) => Ok(None),
         }
     }
 

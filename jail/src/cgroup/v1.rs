@@ -141,6 +141,12 @@ impl Group {
         self.dirs.iter().map(|d| d.path.as_path()).collect()
     }
 
+    /// Every hierarchy's `tasks` file, open for writing (see
+    /// [`super::Cgroup::self_join_files`]).
+    pub(crate) fn self_join_files(&self) -> Result<Vec<std::fs::File>> {
+        self.dirs.iter().map(|d| fs::open_for_write(&d.path.join("tasks"))).collect()
+    }
+
     /// Writes the pid on every hierarchy. If one write fails the process is
     /// placed on some only: the caller must then kill it, not release it.
     pub(crate) fn add_pid(&self, pid: Pid) -> Result<()> {
@@ -266,14 +272,18 @@ impl Group {
         self.remove_now()
     }
 
-    /// Kills what is left, then removes every hierarchy's directory (all are
-    /// tried; the first error is returned).
+    /// Removes every hierarchy's directory, killing what is left first if
+    /// one does not go at once (all are tried; the first error is returned).
     fn remove_now(&self) -> Result<()> {
+        let left: Vec<&Dir> = self.dirs.iter().filter(|d| !fs::removed_at_once(&d.path)).collect();
+        if left.is_empty() {
+            return Ok(());
+        }
         if !self.is_empty()? {
             self.kill()?;
         }
         let mut first_err = None;
-        for d in &self.dirs {
+        for d in left {
             if let Err(e) = fs::remove_tree(&d.path) {
                 first_err.get_or_insert(e);
             }

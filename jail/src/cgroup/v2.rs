@@ -288,6 +288,9 @@ impl Group {
     }
 
     fn remove_now(&self) -> Result<()> {
+        if fs::removed_at_once(&self.path) {
+            return Ok(());
+        }
         if self.path.exists() && !self.is_empty()? {
             self.kill()?;
         }

@@ -30,11 +30,11 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::{mpsc, oneshot};
 
-use super::fdpass::{self, Received};
 use super::protocol::{
     self, ErrorKind, LoadedProfile, Reply, ReplyFrame, Request, RequestFrame, RequestId, RunUsage, SpawnRequest,
 };
 use super::{sys, SpawnerError, SpawnerHandle};
+use ccos_jail::fdpass::{self, Received};
 
 /// A jail the spawner made.
 #[derive(Debug)]
@@ -288,7 +288,7 @@ impl Shared {
         loop {
             let mut ready = self.sock.writable().await?;
             let sent = ready.try_io(|sock| {
-                fdpass::send(sock.get_ref().as_fd(), bytes, None, MsgFlags::MSG_DONTWAIT).map_err(io::Error::from)
+                fdpass::send(sock.get_ref().as_fd(), bytes, &[], MsgFlags::MSG_DONTWAIT).map_err(io::Error::from)
             });
             match sent {
                 Ok(result) => return result,
@@ -344,7 +344,7 @@ async fn read_replies(
                 // Nobody waiting (the request's future was dropped): a
                 // pidfd that came with the reply is closed here.
                 if let Some(tx) = waiter {
-                    let _ = tx.send(Answer { reply: frame.reply, fd: got.fd });
+                    let _ = tx.send(Answer { reply: frame.reply, fd: got.fds.into_iter().next() });
                 }
             }
             None => {

@@ -18,7 +18,7 @@
 //! ```
 //!
 //! Following one spawn: [`client`] (daemon side, async) -> [`protocol`]
-//! (one JSON message each way, [`fdpass`] for the pidfd) -> [`server`] (the
+//! (one JSON message each way, [`ccos_jail::fdpass`] for the pidfd) -> [`server`] (the
 //! spawner's poll loop) -> `ccos_jail::spawn`.
 //!
 //! Lifetime: the spawner stops serving when the daemon's end of the socket
@@ -30,7 +30,6 @@
 //! spawner itself: the jail library's init dies with its parent.
 
 pub mod client;
-mod fdpass;
 pub mod profile_set;
 pub mod protocol;
 mod server;
@@ -40,6 +39,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
 use ccos_jail::cgroup::{CgroupConfig, Mode};
+use ccos_jail::fdpass;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use nix::unistd::{ForkResult, Pid};

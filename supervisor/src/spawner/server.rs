@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ccos_jail::cgroup::{self, Cgroups};
-use ccos_jail::profile::{BindMount, Limits};
+use ccos_jail::profile::{BindMount, Limits, NetworkMode};
 use ccos_jail::{EndReason, Jail, JailSpec, Profile};
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
@@ -33,7 +33,11 @@ use nix::unistd::Pid;
 use super::protocol::{
     self, ErrorKind, LoadedProfile, Reply, ReplyFrame, Request, RequestFrame, RequestId, SpawnRequest,
 };
-use super::{fdpass, profile_set, sys, SpawnerConfig};
+use ccos_jail::fdpass;
+use ccos_jail::net::PreparedNetwork;
+use ccos_jail::spawn::CgroupSource;
+
+use super::{profile_set, sys, SpawnerConfig};
 
 /// Run groups are `run-<spawner pid>-<run id>`: the pid says whose they
 /// are, so a new spawner can tell a dead one's leftovers from groups that
@@ -65,6 +69,9 @@ pub(super) fn run(sock: OwnedFd, config: &SpawnerConfig, daemon: Pid) -> ! {
                 jails: BTreeMap::new(),
                 outbox: VecDeque::new(),
                 buf: vec![0u8; protocol::MAX_MESSAGE],
+                spare_network: None,
+                network_mode: NetworkMode::Loopback,
+                spare_network_failed: false,
             };
             let ready = Reply::Ready { pid: server.me.as_raw(), cgroup: server.cgroups.mode(), removed_stale };
             server.queue(None, ready, None);
@@ -74,7 +81,7 @@ pub(super) fn run(sock: OwnedFd, config: &SpawnerConfig, daemon: Pid) -> ! {
             eprintln!("ccos-spawner: {message}");
             let reply = Reply::Error { run_id: None, kind: ErrorKind::Start, message };
             if let Ok(bytes) = protocol::encode(&ReplyFrame { id: None, reply }) {
-                let _ = fdpass::send(sock.as_fd(), &bytes, None, MsgFlags::empty());
+                let _ = fdpass::send(sock.as_fd(), &bytes, &[], MsgFlags::empty());
             }
             1
         }
@@ -121,6 +128,13 @@ struct Server {
     jails: BTreeMap<String, Live>,
     outbox: VecDeque<Outgoing>,
     buf: Vec<u8>,
+    /// The next jail's network namespace, made while the spawner has
+    /// nothing else to do (see [`PreparedNetwork`]), for the mode the last
+    /// run asked for.
+    spare_network: Option<PreparedNetwork>,
+    network_mode: NetworkMode,
+    /// Set when making one failed: jails then make their own at clone.
+    spare_network_failed: bool,
 }
 
 impl Server {
@@ -191,6 +205,8 @@ impl Server {
             if let Err(why) = self.flush() {
                 break why;
             }
+            // Replies are out: time to make the next jail's network.
+            self.prepare_network();
             let ready = match self.wait(true) {
                 Ok(ready) => ready,
                 Err(e) => break format!("poll: {e}"),
@@ -213,6 +229,21 @@ impl Server {
             }
         };
         self.shut_down(&why)
+    }
+
+    /// Makes the spare network namespace if there is none (or it is for
+    /// another mode than the last run's).
+    fn prepare_network(&mut self) {
+        if self.spare_network_failed || self.spare_network.as_ref().is_some_and(|n| n.mode() == self.network_mode) {
+            return;
+        }
+        match PreparedNetwork::make(self.network_mode) {
+            Ok(net) => self.spare_network = Some(net),
+            Err(e) => {
+                eprintln!("ccos-spawner: making a network namespace ahead failed ({e}); jails make their own");
+                self.spare_network_failed = true;
+            }
+        }
     }
 
     /// Polls the signalfd, every jail's pidfd and, when `serving`, the
@@ -396,19 +427,22 @@ impl Server {
             req.binds.into_iter().map(|b| BindMount { src: b.src, dst: b.dst, read_only: b.read_only }).collect();
         spec.hostname = req.hostname;
         spec.network = req.network;
+        self.network_mode = spec.network();
+        spec.network_ready = self.spare_network.take_if(|n| n.mode() == self.network_mode);
         spec.limits =
             Limits { memory_bytes: req.limits.memory_bytes, pids: req.limits.pids, cpus: req.limits.cpus, time_limit };
         spec.stdin = Some(open_input(req.stdin_path.as_deref())?);
         spec.stdout = Some(open_output(req.stdout_path.as_deref(), "stdout")?);
         spec.stderr = Some(open_output(req.stderr_path.as_deref(), "stderr")?);
 
-        // Its cgroup, then the jail inside it. The time limit counts from
-        // here, as the jail library's own does from its clone.
+        // The jail in its own cgroup, which the jail library makes (on v1
+        // while the jail builds its root). The time limit counts from here,
+        // as the jail library's own does from its clone.
         let name = format!("{CGROUP_PREFIX}{}-{}", self.me, req.run_id);
         let limits = ccos_jail::spawn::cgroup_limits(&spec.limits());
-        let group = self.cgroups.create(&name, &limits).map_err(|e| refuse(ErrorKind::Cgroup, e.to_string()))?;
         let deadline = spec.limits().time_limit.map(|t| Instant::now() + t);
-        let mut jail = ccos_jail::spawn(&spec, Some(group)).map_err(spawn_refusal)?;
+        let cgroup = CgroupSource::Make { cgroups: &self.cgroups, name: &name, limits };
+        let mut jail = ccos_jail::spawn(&spec, cgroup).map_err(spawn_refusal)?;
         drop(spec);
 
         // The daemon gets its own copy of the pidfd: the spawner's stays
@@ -530,7 +564,7 @@ impl Server {
             match fdpass::send(
                 self.sock.as_fd(),
                 &out.bytes,
-                out.fd.as_ref().map(|f| f.as_fd()),
+                &out.fd.as_ref().map(|f| f.as_fd()).into_iter().collect::<Vec<_>>(),
                 MsgFlags::MSG_DONTWAIT,
             ) {
                 Ok(()) => {

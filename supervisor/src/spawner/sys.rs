@@ -2,7 +2,7 @@
 //! invariant each relies on written next to it.
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::unistd::ForkResult;
@@ -19,18 +19,6 @@ pub(crate) fn fork_single_threaded() -> io::Result<ForkResult> {
     // thread; the child may then run any code, as a fork of a
     // single-threaded process may.
     Ok(unsafe { nix::unistd::fork() }?)
-}
-
-/// Takes ownership of fds that arrived in an SCM_RIGHTS message.
-pub(crate) fn own_received_fds(fds: &[RawFd]) -> Vec<OwnedFd> {
-    fds.iter()
-        .map(|&fd| {
-            // SAFETY: recvmsg(2) just installed these fds in this process
-            // for this message only; nothing else knows them, so each gets
-            // exactly one owner.
-            unsafe { OwnedFd::from_raw_fd(fd) }
-        })
-        .collect()
 }
 
 /// Restores SIGCHLD's default action, so that children stay waitable (an
