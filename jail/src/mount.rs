@@ -20,7 +20,7 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -70,6 +70,9 @@ pub enum MountOp {
         /// [`Plan::source_fds`]): the child attaches it instead of walking
         /// `src`.
         src_tree: Option<SourceTree>,
+        /// Whether `src` is a directory, when the parent looked (host
+        /// paths); the child looks itself at paths of the jail.
+        src_is_dir: Option<bool>,
     },
     Tmpfs {
         dst: PathBuf,
@@ -172,13 +175,27 @@ pub fn plan(spec: &RootSpec<'_>) -> Result<Plan, MountError> {
         let p = PathBuf::from("/proc").join(name);
         // Present in every kernel we support except `fs` on some configs:
         // the child skips the ones its /proc does not have.
-        ops.push(MountOp::Bind { src: p.clone(), dst: p, read_only: true, from_jail: true, src_tree: None });
+        ops.push(MountOp::Bind {
+            src: p.clone(),
+            dst: p,
+            read_only: true,
+            from_jail: true,
+            src_tree: None,
+            src_is_dir: None,
+        });
     }
 
     ops.push(MountOp::Tmpfs { dst: "/dev".into(), size_bytes: 64 << 10, mode: 0o755 });
     for dev in DEVICES {
         let p = PathBuf::from("/dev").join(dev);
-        ops.push(MountOp::Bind { src: p.clone(), dst: p, read_only: false, from_jail: false, src_tree: None });
+        ops.push(MountOp::Bind {
+            src: p.clone(),
+            dst: p,
+            read_only: false,
+            from_jail: false,
+            src_tree: None,
+            src_is_dir: Some(false),
+        });
     }
     ops.push(MountOp::Devpts { dst: "/dev/pts".into() });
     ops.push(MountOp::Symlink { target: "pts/ptmx".into(), path: "/dev/ptmx".into() });
@@ -208,6 +225,7 @@ pub fn plan(spec: &RootSpec<'_>) -> Result<Plan, MountError> {
             read_only: b.read_only,
             from_jail: false,
             src_tree: Some(SourceTree { fd: fd.as_raw_fd(), is_dir }),
+            src_is_dir: Some(is_dir),
         });
         source_fds.push(fd);
     }
@@ -243,12 +261,13 @@ fn add_host_path(ops: &mut Vec<MountOp>, path: &Path) -> Result<(), MountError> 
             let target = std::fs::read_link(path).map_err(|source| MountError::Source { src: path.into(), source })?;
             ops.push(MountOp::Symlink { target, path: path.into() });
         }
-        Ok(_) => ops.push(MountOp::Bind {
+        Ok(meta) => ops.push(MountOp::Bind {
             src: path.into(),
             dst: path.into(),
             read_only: true,
             from_jail: false,
             src_tree: None,
+            src_is_dir: Some(meta.is_dir()),
         }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(source) => return Err(MountError::Source { src: path.into(), source }),
@@ -321,10 +340,13 @@ pub fn build_root_in_child(ops: &[MountOp]) -> Result<(), SetupFailure> {
         .map_err(|e| fail("pivot_root", "into the scratch root".into(), e))?;
     nix::unistd::chdir("/").map_err(|e| fail("mount", "chdir /".into(), e))?;
 
-    // 3. The jail's root, from the plan.
+    // 3. The jail's root, from the plan, with modes exactly as given.
+    let umask = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    let mut dirs = Dirs::default();
     for op in ops {
-        apply(op)?;
+        apply(op, &mut dirs)?;
     }
+    nix::sys::stat::umask(umask);
 
     // 4. Let go of the host tree, then make the new root the root.
     umount2(OLD_ROOT, MntFlags::MNT_DETACH).map_err(|e| fail("mount", format!("detaching {OLD_ROOT}"), e))?;
@@ -340,13 +362,13 @@ pub fn build_root_in_child(ops: &[MountOp]) -> Result<(), SetupFailure> {
     Ok(())
 }
 
-fn apply(op: &MountOp) -> Result<(), SetupFailure> {
+fn apply(op: &MountOp, dirs: &mut Dirs) -> Result<(), SetupFailure> {
     match op {
-        MountOp::Bind { src, dst, read_only, from_jail, src_tree } => {
+        MountOp::Bind { src, dst, read_only, from_jail, src_tree, src_is_dir } => {
             let target = in_new_root(dst);
             let bound = match src_tree {
                 Some(tree) => {
-                    make_mount_point(&target, tree.is_dir)?;
+                    make_mount_point(dirs, &target, tree.is_dir)?;
                     sys::attach_tree(tree.fd, &cpath(&target))
                 }
                 None => {
@@ -355,17 +377,25 @@ fn apply(op: &MountOp) -> Result<(), SetupFailure> {
                     } else {
                         Path::new(OLD_ROOT).join(src.strip_prefix("/").unwrap_or(src))
                     };
-                    let meta = match std::fs::metadata(&source) {
-                        Ok(m) => m,
-                        // Optional parts of /proc a kernel may not have.
-                        Err(e) if *from_jail && e.kind() == io::ErrorKind::NotFound => return Ok(()),
-                        Err(e) => return Err(fail("mount", format!("bind source {}", src.display()), e)),
+                    let is_dir = match src_is_dir {
+                        Some(is_dir) => *is_dir,
+                        None => match std::fs::metadata(&source) {
+                            Ok(m) => m.is_dir(),
+                            // Optional parts of /proc a kernel may not have.
+                            Err(e) if *from_jail && e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                            Err(e) => return Err(fail("mount", format!("bind source {}", src.display()), e)),
+                        },
                     };
-                    make_mount_point(&target, meta.is_dir())?;
+                    // A path of the jail bound onto itself (the /proc
+                    // masks) is its own mount point.
+                    if source != target {
+                        make_mount_point(dirs, &target, is_dir)?;
+                    }
                     mount(Some(&source), &target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
                         .map_err(io::Error::from)
                 }
             };
+            dirs.mounted_on(&target);
             bound.map_err(|e| fail("mount", format!("binding {} on {}", src.display(), dst.display()), e))?;
             if *read_only {
                 sys::make_read_only(&cpath(&target), true)
@@ -374,12 +404,14 @@ fn apply(op: &MountOp) -> Result<(), SetupFailure> {
         }
         MountOp::Tmpfs { dst, size_bytes, mode } => {
             let target = in_new_root(dst);
-            make_mount_point(&target, true)?;
+            make_mount_point(dirs, &target, true)?;
             mount_tmpfs(&target, *size_bytes, *mode)?;
+            dirs.mounted_on(&target);
         }
         MountOp::Proc { dst } => {
             let target = in_new_root(dst);
-            make_mount_point(&target, true)?;
+            make_mount_point(dirs, &target, true)?;
+            dirs.mounted_on(&target);
             let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
             // hidepid: the program sees only processes of its own uid. The
             // jail's init is a clone of its spawner, so its command line
@@ -397,23 +429,30 @@ fn apply(op: &MountOp) -> Result<(), SetupFailure> {
         }
         MountOp::Devpts { dst } => {
             let target = in_new_root(dst);
-            make_mount_point(&target, true)?;
+            make_mount_point(dirs, &target, true)?;
+            dirs.mounted_on(&target);
             let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
             mount(Some("devpts"), &target, Some("devpts"), flags, Some("newinstance,ptmxmode=0666,mode=620"))
                 .map_err(|e| fail("mount", format!("mounting devpts on {}", dst.display()), e))?;
         }
         MountOp::Symlink { target, path } => {
             let link = in_new_root(path);
-            make_parent(&link)?;
+            dirs.make_parent(&link)?;
             std::os::unix::fs::symlink(target, &link)
                 .map_err(|e| fail("mount", format!("symlink {} -> {}", path.display(), target.display()), e))?;
         }
         MountOp::File { path, contents } => {
             let file = in_new_root(path);
-            make_parent(&file)?;
-            std::fs::write(&file, contents).map_err(|e| fail("mount", format!("writing {}", path.display()), e))?;
-            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644))
-                .map_err(|e| fail("mount", format!("chmod {}", path.display()), e))?;
+            dirs.make_parent(&file)?;
+            // 0644 exactly: the umask is 0 while the root is built.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o644)
+                .open(&file)
+                .and_then(|mut f| io::Write::write_all(&mut f, contents))
+                .map_err(|e| fail("mount", format!("writing {}", path.display()), e))?;
         }
         MountOp::ReadOnly { path } => {
             sys::make_read_only(&cpath(&in_new_root(path)), false)
@@ -430,36 +469,55 @@ fn mount_tmpfs(target: &Path, size_bytes: u64, mode: u32) -> Result<(), SetupFai
         .map_err(|e| fail("mount", format!("mounting tmpfs ({data}) on {}", target.display()), e))
 }
 
-fn make_parent(path: &Path) -> Result<(), SetupFailure> {
-    if let Some(parent) = path.parent() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(parent)
-            .map_err(|e| fail("mount", format!("creating {}", parent.display()), e))?;
+/// Directories known to exist in the new root, so that each is made (or
+/// found there) once rather than once per path below it.
+#[derive(Default)]
+struct Dirs(std::collections::HashSet<PathBuf>);
+
+impl Dirs {
+    /// Makes `dir` and what is missing above it, mode 0755 (under the
+    /// umask of 0 set while the root is built).
+    fn make(&mut self, dir: &Path) -> Result<(), SetupFailure> {
+        if self.0.contains(dir) || dir == Path::new(NEW_ROOT) || dir == Path::new("/") {
+            return Ok(());
+        }
+        if let Some(parent) = dir.parent() {
+            self.make(parent)?;
+        }
+        match std::fs::DirBuilder::new().mode(0o755).create(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(fail("mount", format!("creating {}", dir.display()), e)),
+        }
+        self.0.insert(dir.to_path_buf());
+        Ok(())
     }
-    Ok(())
+
+    fn make_parent(&mut self, path: &Path) -> Result<(), SetupFailure> {
+        path.parent().map_or(Ok(()), |parent| self.make(parent))
+    }
+
+    /// Something was mounted on `target`: what was known below it is
+    /// hidden now.
+    fn mounted_on(&mut self, target: &Path) {
+        self.0.retain(|d| d == target || !d.starts_with(target));
+    }
 }
 
 /// A directory or an empty file to mount on, created if missing. An
-/// existing one is used as it is (a file such as /proc/sysrq-trigger cannot
+/// existing file is used as it is (one such as /proc/sysrq-trigger cannot
 /// even be opened for writing).
-fn make_mount_point(target: &Path, is_dir: bool) -> Result<(), SetupFailure> {
+fn make_mount_point(dirs: &mut Dirs, target: &Path, is_dir: bool) -> Result<(), SetupFailure> {
+    if is_dir {
+        return dirs.make(target);
+    }
     if std::fs::symlink_metadata(target).is_ok() {
         return Ok(());
     }
-    if is_dir {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(target)
-            .map_err(|e| fail("mount", format!("creating mount point {}", target.display()), e))
-    } else {
-        make_parent(target)?;
-        match std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o644).open(target) {
-            Ok(_) => Ok(()),
-            Err(e) => Err(fail("mount", format!("creating mount point {}", target.display()), e)),
-        }
+    dirs.make_parent(target)?;
+    match std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o644).open(target) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(fail("mount", format!("creating mount point {}", target.display()), e)),
     }
 }
 

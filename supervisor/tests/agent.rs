@@ -86,8 +86,11 @@ impl Daemon {
         self.get(&format!("/v1/runs/{id}"))
     }
 
+    /// Waits for the run to end. Generous: the wait returns as soon as it
+    /// does, and one agent here reads every file of its jail (20 s on a
+    /// busy 2-core machine).
     fn wait_terminal(&self, id: &str) -> Value {
-        let run = self.get(&format!("/v1/runs/{id}/wait?timeout_secs=30"));
+        let run = self.get(&format!("/v1/runs/{id}/wait?timeout_secs=120"));
         assert!(
             ["done", "failed", "cancelled"].contains(&run["state"].as_str().unwrap()),
             "not terminal: {run}\nstdout: {}\nstderr: {}",
