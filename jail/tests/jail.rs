@@ -379,3 +379,56 @@ fn nothing_is_left_behind_after_100_runs() {
     // itself must create nothing in /tmp.
     assert!(new.iter().all(|n| n.to_string_lossy().starts_with(".tmp")), "new entries in /tmp: {new:?}");
 }
+
+/// The `.bpf` entries of a seccomp cache directory.
+fn cache_entries(dir: &std::path::Path) -> Vec<String> {
+    let Ok(read) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut names: Vec<String> = read.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    names.retain(|n| n.ends_with(".bpf"));
+    names.sort();
+    names
+}
+
+#[test]
+fn the_seccomp_cache_is_filled_then_used() {
+    // check-profile needs no root: a cold and a warm run print the same.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("seccomp");
+    let check = || {
+        std::process::Command::new(JAIL)
+            .env("CCOS_JAIL_CACHE_DIR", &dir)
+            .args(["check-profile", "default"])
+            .output()
+            .unwrap()
+    };
+    let cold = check();
+    assert!(cold.status.success(), "{}", stderr(&cold));
+    assert_eq!(cache_entries(&dir).len(), 1, "no entry written");
+    let warm = check();
+    assert!(warm.status.success(), "{}", stderr(&warm));
+    assert_eq!(stdout(&warm), stdout(&cold));
+
+    if !require_root() {
+        return;
+    }
+    // A run: filled by the first, read by the second, the same filter in
+    // the jail and the same hash in the report.
+    let dir = tmp.path().join("run");
+    let seccomp_status = ["--", "/bin/sh", "-c", "grep ^Seccomp /proc/self/status"];
+    let run = |report: &str| {
+        let out = jail_cmd(&["--report-json", report])
+            .args(seccomp_status)
+            .env("CCOS_JAIL_CACHE_DIR", &dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        (stdout(&out), read_report(std::path::Path::new(report))["profile_hash"].clone())
+    };
+    let report = tmp.path().join("report.json");
+    let report = report.to_str().unwrap();
+    let cold = run(report);
+    assert!(cold.0.contains("Seccomp:\t2"), "{}", cold.0);
+    assert_eq!(cache_entries(&dir).len(), 1, "no entry written");
+    assert_eq!(run(report), cold);
+    assert_eq!(cache_entries(&dir).len(), 1);
+}

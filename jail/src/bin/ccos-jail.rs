@@ -24,6 +24,10 @@ use ccos_jail::{JailSpec, Profile};
 const JAIL_ERROR: u8 = 125;
 /// The name of a jail's cgroup is this and ccos-jail's pid.
 const CGROUP_PREFIX: &str = "jail-";
+/// Where root's ccos-jail keeps compiled seccomp programs between runs.
+const SECCOMP_CACHE_DIR: &str = "/var/cache/ccos-jail/seccomp";
+/// Overrides SECCOMP_CACHE_DIR; `off` or empty turns the cache off.
+const SECCOMP_CACHE_ENV: &str = "CCOS_JAIL_CACHE_DIR";
 
 #[derive(Parser)]
 #[command(
@@ -143,8 +147,24 @@ fn error_chain(e: &anyhow::Error) -> String {
     out
 }
 
+/// Each ccos-jail is a fresh process, so the in-memory cache of compiled
+/// seccomp programs never hits; a disk cache saves compiling the same
+/// profile on every spawn. Root's default directory is one only root can
+/// write; anyone else names theirs (the library refuses a directory that
+/// others could write to).
+fn use_seccomp_cache() {
+    let dir = match std::env::var_os(SECCOMP_CACHE_ENV) {
+        Some(v) if v.is_empty() || v == "off" => return,
+        Some(v) => PathBuf::from(v),
+        None if nix::unistd::geteuid().is_root() => PathBuf::from(SECCOMP_CACHE_DIR),
+        None => return,
+    };
+    ccos_jail::seccomp::use_disk_cache(dir);
+}
+
 fn run(args: RunArgs) -> Result<u8> {
     let started = std::time::Instant::now();
+    use_seccomp_cache();
     let profile = Arc::new(Profile::resolve(&args.profile)?);
     let profile_ms = started.elapsed().as_secs_f64() * 1e3;
     let mut spec = JailSpec::new(profile, args.argv);
@@ -248,6 +268,10 @@ fn parse_tmpfs(text: &str) -> Result<TmpfsMount> {
 }
 
 fn check_profile(name_or_path: &str) -> Result<()> {
+    // What it prints comes from a fresh compile either way (describe()
+    // compiles a cached entry again); using the cache here fills it, so a
+    // check after installing a profile also makes its first run fast.
+    use_seccomp_cache();
     if name_or_path.ends_with(".json") {
         let compiled = ccos_jail::seccomp::load_file(std::path::Path::new(name_or_path))?;
         println!("{}", compiled.describe());

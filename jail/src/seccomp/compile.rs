@@ -52,10 +52,10 @@ use super::model::{Action, Plan, Rule};
 use super::SeccompError;
 
 /// The kernel's limit per filter (BPF_MAXINSNS).
-const MAX_INSNS: usize = 4096;
+pub(super) const MAX_INSNS: usize = 4096;
 /// The kernel's limit over all filters of a process (MAX_INSNS_PER_PATH),
 /// counting each filter as its length plus 4.
-const MAX_INSNS_PER_PATH: usize = 32768;
+pub(super) const MAX_INSNS_PER_PATH: usize = 32768;
 
 /// What one installed program is for.
 #[derive(Debug, Clone, PartialEq, Eq)]

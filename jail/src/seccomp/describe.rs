@@ -4,13 +4,15 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::compile::{Program, Role};
+use seccompiler::BpfProgram;
+
+use super::compile::Role;
 use super::filter::X32_SYSCALL_BIT;
 use super::model::{Action, Plan};
 
 const WIDTH: usize = 100;
 
-pub(crate) fn describe(plan: &Plan, programs: &[Program], hash: &str) -> String {
+pub(crate) fn describe(plan: &Plan, roles: &[Role], programs: &[BpfProgram], hash: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "seccomp filter {hash}");
     let _ = writeln!(out, "compiled for x86_64, kernel {}, a jail with no capabilities", plan.kernel);
@@ -34,8 +36,8 @@ pub(crate) fn describe(plan: &Plan, programs: &[Program], hash: &str) -> String 
         return out;
     }
     let _ = writeln!(out, "BPF programs, in installation order:");
-    for (i, p) in programs.iter().enumerate() {
-        let what = match &p.role {
+    for (i, (role, bpf)) in roles.iter().zip(programs).enumerate() {
+        let what = match role {
             Role::Base => format!("guard, then base: unlisted syscalls -> {}, listed ones pass on", plan.default),
             Role::Action(a) => format!("rules -> {a}, anything else passes"),
             Role::Conditions => {
@@ -43,7 +45,7 @@ pub(crate) fn describe(plan: &Plan, programs: &[Program], hash: &str) -> String 
             }
             Role::Guard => "guard: x32 and unknown-to-the-profile numbers -> ENOSYS".to_string(),
         };
-        let _ = writeln!(out, "  {}. {what}: {} instructions", i + 1, p.bpf.len());
+        let _ = writeln!(out, "  {}. {what}: {} instructions", i + 1, bpf.len());
     }
     out
 }
@@ -96,7 +98,7 @@ fn actions(out: &mut String, plan: &Plan) {
     }
 }
 
-fn threshold(out: &mut String, plan: &Plan, programs: &[Program]) {
+fn threshold(out: &mut String, plan: &Plan, programs: &[BpfProgram]) {
     if programs.is_empty() {
         return;
     }

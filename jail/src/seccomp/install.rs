@@ -6,14 +6,14 @@
 
 use std::io;
 
-use super::compile::Program;
+use seccompiler::BpfProgram;
 
 /// Installs every program in order with seccomp(SECCOMP_SET_MODE_FILTER).
 /// The caller must have set no_new_privs (or hold CAP_SYS_ADMIN), else the
 /// kernel refuses with EACCES.
-pub(crate) fn install(programs: &[Program], flags: libc::c_ulong) -> io::Result<()> {
+pub(crate) fn install(programs: &[BpfProgram], flags: libc::c_ulong) -> io::Result<()> {
     for program in programs {
-        crate::sys::seccomp_set_mode_filter(&program.bpf, flags)?;
+        crate::sys::seccomp_set_mode_filter(program, flags)?;
     }
     Ok(())
 }

@@ -20,6 +20,7 @@ mod arch;
 mod caps;
 mod compile;
 mod describe;
+mod disk_cache;
 mod errno;
 mod error;
 mod filter;
@@ -43,8 +44,10 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use seccompiler::BpfProgram;
 use sha2::{Digest, Sha256};
 
+pub use disk_cache::use_disk_cache;
 pub use error::SeccompError;
 pub use kernel::KernelVersion;
 
@@ -52,10 +55,21 @@ pub use kernel::KernelVersion;
 /// install, in order, and the hash stamped on every run that used them.
 #[derive(Debug)]
 pub struct CompiledSeccomp {
-    programs: Vec<compile::Program>,
+    programs: Vec<BpfProgram>,
     flags: libc::c_ulong,
     hash: String,
-    plan: model::Plan,
+    source: Source,
+}
+
+/// Where a [`CompiledSeccomp`] came from, for [`CompiledSeccomp::describe`]:
+/// the disk cache keeps only what a jail installs, not the plan.
+#[derive(Debug)]
+enum Source {
+    /// Compiled in this process: the plan, and each program's role.
+    Compiled { plan: model::Plan, roles: Vec<compile::Role> },
+    /// Read from the disk cache: the profile, compiled again by describe()
+    /// (`check-profile` prints it once; a jail's spawn path never asks).
+    DiskCache { bytes: Vec<u8>, origin: String, kernel: KernelVersion },
 }
 
 impl CompiledSeccomp {
@@ -76,12 +90,42 @@ impl CompiledSeccomp {
 
     /// A human summary for `ccos-jail check-profile`.
     pub fn describe(&self) -> String {
-        describe::describe(&self.plan, &self.programs, &self.hash)
+        match &self.source {
+            Source::Compiled { plan, roles } => describe::describe(plan, roles, &self.programs, &self.hash),
+            // The entry was written by a compile of these very bytes by this
+            // build, so this compiles; if it somehow does not, say so rather
+            // than panic in a diagnostic.
+            Source::DiskCache { bytes, origin, kernel } => match compile(bytes, origin, *kernel) {
+                Ok(fresh) => fresh.describe(),
+                Err(e) => {
+                    format!("seccomp filter {} (from the disk cache; compiling it again failed: {e})\n", self.hash)
+                }
+            },
+        }
     }
 
     /// The BPF programs, in installation order.
     pub fn programs(&self) -> impl DoubleEndedIterator<Item = &[seccompiler::sock_filter]> + ExactSizeIterator {
-        self.programs.iter().map(|p| p.bpf.as_slice())
+        self.programs.iter().map(|p| p.as_slice())
+    }
+}
+
+#[cfg(test)]
+impl CompiledSeccomp {
+    /// The plan of a profile compiled in this process (tests only).
+    fn plan(&self) -> &model::Plan {
+        match &self.source {
+            Source::Compiled { plan, .. } => plan,
+            Source::DiskCache { .. } => panic!("no plan: loaded from the disk cache"),
+        }
+    }
+
+    /// Each program's role, in installation order (tests only).
+    fn roles(&self) -> &[compile::Role] {
+        match &self.source {
+            Source::Compiled { roles, .. } => roles,
+            Source::DiskCache { .. } => panic!("no roles: loaded from the disk cache"),
+        }
     }
 }
 
@@ -107,10 +151,11 @@ pub fn compile(bytes: &[u8], origin: &str, kernel: KernelVersion) -> Result<Comp
         }
     };
     let plan = plan::plan(&profile, origin, kernel)?;
-    let programs = compile::compile(&plan, origin)?;
+    let (roles, programs): (Vec<_>, Vec<_>) =
+        compile::compile(&plan, origin)?.into_iter().map(|p| (p.role, p.bpf)).unzip();
     let flags = plan.flags;
     let hash = hash_programs(&programs, flags);
-    Ok(CompiledSeccomp { programs, flags, hash, plan })
+    Ok(CompiledSeccomp { programs, flags, hash, source: Source::Compiled { plan, roles } })
 }
 
 /// Parses and compiles a profile for the running kernel, once per content:
@@ -156,7 +201,11 @@ fn load_cached(bytes: &[u8], origin: &str, kernel: KernelVersion) -> Result<Arc<
         return Ok(Arc::clone(hit));
     }
     // Compile without the lock; if another thread won the race, keep its copy.
-    let compiled = Arc::new(compile(bytes, origin, kernel)?);
+    // The disk cache, when the process turned it on, sits behind this one.
+    let compiled = Arc::new(match disk_cache::dir() {
+        Some(dir) => disk_cache::load_or_compile(dir, bytes, origin, kernel)?,
+        None => compile(bytes, origin, kernel)?,
+    });
     let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
     if map.len() >= CACHE_LIMIT {
         map.clear();
@@ -173,10 +222,10 @@ fn running_kernel() -> std::io::Result<KernelVersion> {
     Ok(*RUNNING.get_or_init(|| k))
 }
 
-fn hash_programs(programs: &[compile::Program], flags: libc::c_ulong) -> String {
+fn hash_programs(programs: &[BpfProgram], flags: libc::c_ulong) -> String {
     let mut h = Sha256::new();
     for p in programs {
-        for insn in &p.bpf {
+        for insn in p {
             h.update(insn.code.to_le_bytes());
             h.update([insn.jt, insn.jf]);
             h.update(insn.k.to_le_bytes());

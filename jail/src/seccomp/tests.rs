@@ -119,14 +119,14 @@ fn docker_default_compiles_and_decides_like_docker() {
     // ptrace: includes.minKernel 4.8, we run 6.18.
     assert_eq!(decide(&c, PTRACE, [0; 6]), ALLOW);
     // The highest number docker names is removexattrat (466): above it, ENOSYS.
-    assert_eq!(c.plan.highest_nr, Some(466));
+    assert_eq!(c.plan().highest_nr, Some(466));
     assert_eq!(decide(&c, 466, [0; 6]), ALLOW);
     assert_eq!(decide(&c, 467, [0; 6]), errno(ENOSYS));
     assert_eq!(decide(&c, 0x4000_0000 | GETPID, [0; 6]), errno(ENOSYS), "x32");
     assert_eq!(decide_arch(&c, bpf_eval::AUDIT_ARCH_I386, 20), KILL_PROCESS, "i386");
 
     // Caps-gated rules are skipped, and say so.
-    let skipped: Vec<(usize, &str)> = c.plan.skipped.iter().map(|s| (s.index, s.reason.as_str())).collect();
+    let skipped: Vec<(usize, &str)> = c.plan().skipped.iter().map(|s| (s.index, s.reason.as_str())).collect();
     for i in [16, 17, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32] {
         let reason = skipped.iter().find(|s| s.0 == i).unwrap_or_else(|| panic!("syscalls[{i}] not skipped")).1;
         assert!(reason.contains("includes.caps needs CAP_"), "{reason}");
@@ -136,7 +136,7 @@ fn docker_default_compiles_and_decides_like_docker() {
     }
     assert_eq!(skipped.len(), 19);
     // i386 and arm names are passed over, not errors.
-    let passed: Vec<&str> = c.plan.passed_names.iter().map(|p| p.name.as_str()).collect();
+    let passed: Vec<&str> = c.plan().passed_names.iter().map(|p| p.name.as_str()).collect();
     assert!(passed.contains(&"chown32") && passed.contains(&"socketcall") && passed.contains(&"arm_fadvise64_64"));
 }
 
@@ -144,7 +144,7 @@ fn docker_default_compiles_and_decides_like_docker() {
 fn docker_min_kernel_follows_the_kernel_given() {
     let old = compile(&fixture("docker-default.json"), "docker", KernelVersion::new(4, 4, 0)).unwrap();
     assert_eq!(decide(&old, PTRACE, [0; 6]), errno(EPERM));
-    assert!(old.plan.skipped.iter().any(|s| s.index == 1 && s.reason.contains("minKernel is 4.8.0")));
+    assert!(old.plan().skipped.iter().any(|s| s.index == 1 && s.reason.contains("minKernel is 4.8.0")));
     let new = compile(&fixture("docker-default.json"), "docker", KernelVersion::new(4, 8, 0)).unwrap();
     assert_eq!(decide(&new, PTRACE, [0; 6]), ALLOW);
 }
@@ -315,7 +315,7 @@ fn shipped_default_allows_ordinary_programs_and_denies_the_rest() {
     assert_eq!(decide(&c, IOCTL, [0, libc::TIOCSTI | (1 << 32), 0, 0, 0, 0]), errno(EPERM));
     assert_eq!(decide(&c, IOCTL, [0, 0x541C, 0, 0, 0, 0]), errno(EPERM));
     // Newer than the profile: ENOSYS; named but not allowed: EPERM.
-    assert_eq!(c.plan.highest_nr, Some(nr("file_setattr")));
+    assert_eq!(c.plan().highest_nr, Some(nr("file_setattr")));
     assert_eq!(decide(&c, nr("file_setattr"), [0; 6]), ALLOW);
     assert_eq!(decide(&c, nr("listns"), [0; 6]), errno(ENOSYS));
     assert_eq!(decide(&c, 500, [0; 6]), errno(ENOSYS));
@@ -323,7 +323,7 @@ fn shipped_default_allows_ordinary_programs_and_denies_the_rest() {
     assert_eq!(decide(&c, 0x4000_0000, [0; 6]), errno(ENOSYS), "x32 read");
     assert_eq!(decide_arch(&c, bpf_eval::AUDIT_ARCH_I386, 20), KILL_PROCESS);
     // ERRNO(38), ERRNO(1), the argument conditions, then the base.
-    let roles: Vec<&Role> = c.programs.iter().map(|p| &p.role).collect();
+    let roles: Vec<&Role> = c.roles().iter().collect();
     assert_eq!(
         roles,
         [&Role::Action(Action::Errno(38)), &Role::Action(Action::Errno(1)), &Role::Conditions, &Role::Base],
@@ -607,7 +607,7 @@ fn stacked_filters_follow_kernel_precedence() {
     // Default ALLOW: no ENOSYS threshold, but x32 is still closed.
     assert_eq!(decide(&c, 500, [0; 6]), ALLOW);
     assert_eq!(decide(&c, 0x4000_0000 | getpgid, [0; 6]), errno(ENOSYS));
-    let roles: Vec<Role> = c.programs.iter().map(|p| p.role.clone()).collect();
+    let roles = c.roles();
     assert!(!roles.contains(&Role::Base), "{roles:?}");
     assert_eq!(roles.last(), Some(&Role::Guard));
 }
@@ -635,8 +635,8 @@ fn kill_default_puts_the_guard_into_the_base_filter() {
         ]}"#,
     );
     // The base (guard inside) is last; no separate guard.
-    assert_eq!(c.programs.last().unwrap().role, Role::Base);
-    assert!(!c.programs.iter().any(|p| p.role == Role::Guard));
+    assert_eq!(c.roles().last(), Some(&Role::Base));
+    assert!(!c.roles().contains(&Role::Guard));
     assert_eq!(decide(&c, GETPID, [0; 6]), ALLOW);
     assert_eq!(decide(&c, nr("getppid"), [0; 6]), errno(EPERM));
     assert_eq!(decide(&c, nr("gettid"), [0; 6]), KILL_PROCESS);
@@ -714,7 +714,7 @@ fn the_split_base_answers_like_a_single_base_filter() {
     ];
     for (name, bytes) in profiles {
         let split = compiled(&bytes);
-        let single = super::compile::compile_with(&split.plan, "t", false).unwrap();
+        let single = super::compile::compile_with(split.plan(), "t", false).unwrap();
         let single_slices = || single.iter().map(|p| p.bpf.as_slice());
         let mut checked = 0;
         for nr in (0..=520u32).chain([0x4000_0000, 0x4000_0001, 0x4000_0200]) {
