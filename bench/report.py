@@ -71,10 +71,10 @@ def phases(work):
         return []
     keys = ["profile_ms", "cgroup_ms", "clone_ms", "setup_ms", "run_ms", "teardown_ms"]
     what = {
-        "profile_ms": "load the profile, compile its seccomp filter",
-        "cgroup_ms": "create the jail's cgroup (and clear stale ones)",
-        "clone_ms": "plan the root, clone3 into new namespaces",
-        "setup_ms": "clone3 to the program's execve: root, privileges, seccomp install",
+        "profile_ms": "load the profile; its seccomp filter from the disk cache",
+        "cgroup_ms": "find and open the cgroup root (v1: the group is made during setup)",
+        "clone_ms": "plan the root, open bind sources, take an id range (v2: make the group)",
+        "setup_ms": "clone3 (new namespaces) to the program's execve: root, cgroup, privileges, seccomp",
         "run_ms": "/bin/true itself, and the jail's namespaces going away",
         "teardown_ms": "reap, read and remove the cgroup",
     }

@@ -7,12 +7,12 @@
 //! the list inside the new mount namespace:
 //!
 //! 1. make every mount private, so nothing propagates back to the host;
-//! 2. put a scratch tmpfs on /tmp (ours only: the namespace is private) with
-//!    `newroot/` (another tmpfs, the jail's root) and `oldroot/` in it, and
-//!    pivot into it: the host tree is now /oldroot, still reachable for
-//!    binds, and the host's own /tmp is visible again under /oldroot/tmp;
-//! 3. replay the ops into /newroot (bind sources under /oldroot);
-//! 4. detach /oldroot, pivot into /newroot, detach the scratch root;
+//! 2. mount the jail's root, a tmpfs, over /tmp (ours only: the namespace
+//!    is private; nothing bound by path comes from the host's /tmp, and
+//!    the caller's binds come as trees the parent cloned);
+//! 3. replay the ops into it (host sources at their own paths);
+//! 4. pivot_root(".", ".") in it, which stacks the host tree on top of the
+//!    new root, and detach that: the host tree is gone in one unmount;
 //! 5. make / read-only. What is left is the tmpfs root, its binds, /proc,
 //!    /dev and the tmpfs mounts, and nothing else of the host.
 
@@ -295,10 +295,8 @@ fn group(gid: u32) -> String {
 
 // ---- child side -------------------------------------------------------
 
-/// Where the scratch root lives while the jail's root is being built.
-const SCRATCH: &str = "/tmp";
-const NEW_ROOT: &str = "/newroot";
-const OLD_ROOT: &str = "/oldroot";
+/// Where the jail's root is mounted while it is being built.
+const NEW_ROOT: &str = "/tmp";
 
 fn fail(step: &str, what: String, err: impl Into<io::Error>) -> SetupFailure {
     let err: io::Error = err.into();
@@ -327,18 +325,8 @@ pub fn build_root_in_child(ops: &[MountOp]) -> Result<(), SetupFailure> {
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .map_err(|e| fail("mount", "making / private".into(), e))?;
 
-    // 2. A scratch root holding the new root and a place for the old one.
-    mount_tmpfs(Path::new(SCRATCH), 1 << 20, 0o755)?;
-    let scratch_new = format!("{SCRATCH}{NEW_ROOT}");
-    let scratch_old = format!("{SCRATCH}{OLD_ROOT}");
-    for dir in [&scratch_new, &scratch_old] {
-        std::fs::DirBuilder::new().mode(0o755).create(dir).map_err(|e| fail("mount", format!("mkdir {dir}"), e))?;
-    }
-    mount_tmpfs(Path::new(&scratch_new), 4 << 20, 0o755)?;
-    nix::unistd::chdir(SCRATCH).map_err(|e| fail("mount", format!("chdir {SCRATCH}"), e))?;
-    nix::unistd::pivot_root(".", &scratch_old[SCRATCH.len() + 1..])
-        .map_err(|e| fail("pivot_root", "into the scratch root".into(), e))?;
-    nix::unistd::chdir("/").map_err(|e| fail("mount", "chdir /".into(), e))?;
+    // 2. The jail's root.
+    mount_tmpfs(Path::new(NEW_ROOT), 4 << 20, 0o755)?;
 
     // 3. The jail's root, from the plan, with modes exactly as given.
     let umask = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
@@ -348,13 +336,12 @@ pub fn build_root_in_child(ops: &[MountOp]) -> Result<(), SetupFailure> {
     }
     nix::sys::stat::umask(umask);
 
-    // 4. Let go of the host tree, then make the new root the root.
-    umount2(OLD_ROOT, MntFlags::MNT_DETACH).map_err(|e| fail("mount", format!("detaching {OLD_ROOT}"), e))?;
+    // 4. Make the new root the root and let go of the host tree:
+    // pivot_root(".", ".") stacks the old root on top of the new one, and
+    // detaching "." takes it off (pivot_root(2), "NOTES"; as runc does).
     nix::unistd::chdir(NEW_ROOT).map_err(|e| fail("mount", format!("chdir {NEW_ROOT}"), e))?;
     nix::unistd::pivot_root(".", ".").map_err(|e| fail("pivot_root", "into the jail's root".into(), e))?;
-    // pivot_root(".", ".") stacks the scratch root on top of the new one;
-    // detaching "." takes it off (pivot_root(2), "NOTES").
-    umount2(".", MntFlags::MNT_DETACH).map_err(|e| fail("mount", "detaching the scratch root".into(), e))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(|e| fail("mount", "detaching the host's tree".into(), e))?;
     nix::unistd::chdir("/").map_err(|e| fail("mount", "chdir /".into(), e))?;
 
     // 5. The root itself is read-only; /tmp, /dev/shm and rw binds are not.
@@ -372,11 +359,7 @@ fn apply(op: &MountOp, dirs: &mut Dirs) -> Result<(), SetupFailure> {
                     sys::attach_tree(tree.fd, &cpath(&target))
                 }
                 None => {
-                    let source = if *from_jail {
-                        in_new_root(src)
-                    } else {
-                        Path::new(OLD_ROOT).join(src.strip_prefix("/").unwrap_or(src))
-                    };
+                    let source = if *from_jail { in_new_root(src) } else { src.clone() };
                     let is_dir = match src_is_dir {
                         Some(is_dir) => *is_dir,
                         None => match std::fs::metadata(&source) {

@@ -86,11 +86,14 @@ pub struct Timings {
     /// Loading the profile and compiling its seccomp filter (set by callers
     /// that load it per run, such as ccos-jail).
     pub profile_ms: Option<f64>,
-    /// Creating the jail's cgroup (likewise).
+    /// Finding and opening the cgroup root (likewise).
     pub cgroup_ms: Option<f64>,
-    /// Planning the root and clone3, in the parent.
+    /// From the spawn call to clone3, in the parent: planning the root,
+    /// opening bind sources, taking an id range and, on v2, making the
+    /// jail's cgroup (on v1 it is made during `setup_ms`, in parallel).
     pub clone_ms: f64,
-    /// From clone3 to the program's execve: namespaces, root, privileges.
+    /// From clone3 to the program's execve: the namespaces, the root, the
+    /// cgroup placement, privileges, seccomp.
     pub setup_ms: f64,
     /// From execve to the jail's end.
     pub run_ms: f64,

@@ -79,18 +79,30 @@ fn jail_groups() -> Vec<String> {
     names
 }
 
+/// A ccos-jail that is killed (and so, its jail with it) if the test fails
+/// before it does.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn a_killed_ccos_jail_leaves_a_group_the_next_run_removes() {
     if !require_root() {
         return;
     }
     let arg = format!("{}.{:06}", 600, std::process::id());
-    let mut child = jail_cmd(&["--", "/bin/sleep", &arg]).spawn().unwrap();
-    let name = format!("jail-{}", child.id());
+    let mut child = KillOnDrop(jail_cmd(&["--", "/bin/sleep", &arg]).spawn().unwrap());
+    let name = format!("jail-{}", child.0.id());
     assert!(wait_for(5.0, || pids_with_marker(&arg).len() >= 2), "the jail did not start");
-    assert!(jail_groups().iter().any(|g| g.ends_with(&name)), "no group {name}: {:?}", jail_groups());
-    child.kill().unwrap();
-    child.wait().unwrap();
+    // On v1 the group is made while the jail builds its root.
+    assert!(wait_for(5.0, || jail_groups().iter().any(|g| g.ends_with(&name))), "no group {name}: {:?}", jail_groups());
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
     assert!(wait_for(3.0, || pids_with_marker(&arg).is_empty()));
     // The group outlived its ccos-jail (nobody removed it); the next start
     // removes stale groups of dead ccos-jail processes.
