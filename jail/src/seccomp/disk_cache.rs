@@ -11,7 +11,8 @@
 //! symlink) owned by our euid with no group or other write bit, and files
 //! are opened relative to it. Anything else about the cache (missing,
 //! untrusted, unreadable, corrupt, full disk) is a miss: compile as usual,
-//! never fail and never print.
+//! never fail and never print. Each build of the executable has keys of its
+//! own, so a write also removes the oldest entries past a bound.
 //!
 //! File `<hex key>.bpf`, integers little-endian: `MAGIC`, `FORMAT` (u32),
 //! the key (32 bytes), flags (c_ulong: 8 bytes), the number of programs
@@ -26,8 +27,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
-use nix::fcntl::{open, openat, renameat, OFlag};
-use nix::sys::stat::Mode;
+use nix::fcntl::{open, openat, renameat, AtFlags, OFlag};
+use nix::sys::stat::{fstatat, Mode};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 use seccompiler::{sock_filter, BpfProgram};
 use sha2::{Digest, Sha256};
@@ -52,6 +53,14 @@ const MAX_PROGRAMS: usize = MAX_INSNS_PER_PATH / 5;
 const MAX_FILE_LEN: usize = HEADER_LEN + 8 * MAX_INSNS_PER_PATH + SUM_LEN;
 /// The flags plan.rs can produce; any other bit in a file is corruption.
 const KNOWN_FLAGS: libc::c_ulong = libc::SECCOMP_FILTER_FLAG_LOG | libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW;
+
+/// Entries a directory keeps at most: every build of ccos-jail has keys of
+/// its own, so without a bound each rebuild would leave its entries behind.
+/// Far more than one build's profiles need; past it, the oldest go.
+const MAX_ENTRIES: usize = 64;
+/// A temporary file this old belongs to a writer that died before renaming
+/// it (a live writer renames within microseconds).
+const STALE_TMP_SECS: i64 = 60;
 
 type Key = [u8; KEY_LEN];
 
@@ -88,7 +97,9 @@ pub(super) fn load_or_compile(
     }
     let compiled = compile(bytes, origin, kernel)?;
     if let Some((key, dirfd)) = &cache {
-        let _ = write(dirfd, key, &compiled);
+        if write(dirfd, key, &compiled).is_ok() {
+            prune(dirfd, &file_name(key));
+        }
     }
     Ok(compiled)
 }
@@ -200,6 +211,44 @@ fn write(dirfd: &OwnedFd, key: &Key, compiled: &CompiledSeccomp) -> std::io::Res
         let _ = unlinkat(dirfd, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
     }
     written
+}
+
+/// Keeps the directory bounded, after a write (a miss: once per profile and
+/// build): the oldest entries past [`MAX_ENTRIES`] by modification time,
+/// never `kept` (the one just written), and temporary files of writers that
+/// died. Only names this cache makes are touched, and only in the directory
+/// that was checked. A reader racing with a removal misses and compiles.
+fn prune(dirfd: &OwnedFd, kept: &str) {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let Ok(mut dir) = nix::dir::Dir::openat(dirfd, ".", flags, Mode::empty()) else { return };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let mut entries = Vec::new();
+    for found in dir.iter().flatten() {
+        let Ok(name) = found.file_name().to_str() else { continue };
+        let temporary = name.starts_with('.') && name.ends_with(".tmp");
+        if name == kept || !(temporary || is_entry_name(name)) {
+            continue;
+        }
+        let Ok(st) = fstatat(dirfd, name, AtFlags::AT_SYMLINK_NOFOLLOW) else { continue };
+        if !temporary {
+            entries.push(((st.st_mtime, st.st_mtime_nsec), name.to_owned()));
+        } else if now - st.st_mtime > STALE_TMP_SECS {
+            let _ = unlinkat(dirfd, name, UnlinkatFlags::NoRemoveDir);
+        }
+    }
+    // The entry just written counts too.
+    let excess = (entries.len() + 1).saturating_sub(MAX_ENTRIES);
+    entries.sort();
+    for (_, name) in entries.into_iter().take(excess) {
+        let _ = unlinkat(dirfd, name.as_str(), UnlinkatFlags::NoRemoveDir);
+    }
+}
+
+/// A name [`file_name`] makes.
+fn is_entry_name(name: &str) -> bool {
+    name.strip_suffix(".bpf").is_some_and(|hex| {
+        hex.len() == 2 * KEY_LEN && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 fn encode(key: &Key, programs: &[BpfProgram], flags: libc::c_ulong) -> Vec<u8> {
@@ -397,6 +446,53 @@ mod tests {
             assert_eq!(second.describe(), fresh.describe());
         }
         assert_ne!(compile(&default_json(), "t", KERNEL).unwrap().programs().len(), 0);
+    }
+
+    /// Makes `name` in `dir`, last modified `age` ago.
+    fn file_aged(dir: &Path, name: &str, age: std::time::Duration) {
+        let file = fs::File::create(dir.join(name)).unwrap();
+        file.set_modified(std::time::SystemTime::now() - age).unwrap();
+    }
+
+    #[test]
+    fn a_write_keeps_the_directory_bounded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("cache");
+        mkdir(&dir, 0o700);
+        let minutes = |m: u64| std::time::Duration::from_secs(60 * m);
+        // Entries of earlier builds, a minute apart, oldest first.
+        let earlier: Vec<String> = (0..MAX_ENTRIES + 5).map(|i| file_name(&[i as u8; KEY_LEN])).collect();
+        for (i, name) in earlier.iter().enumerate() {
+            file_aged(&dir, name, minutes(1000 - i as u64));
+        }
+        // Not the cache's names: never touched, however old.
+        file_aged(&dir, "notes.txt", minutes(5000));
+        file_aged(&dir, &file_name(&[0xAB; KEY_LEN]).to_uppercase(), minutes(5000));
+        // Temporary files: a dead writer's, and one being written now.
+        file_aged(&dir, ".dead.1.0.tmp", minutes(10));
+        file_aged(&dir, ".live.2.0.tmp", minutes(0));
+
+        let bytes = default_json();
+        load_or_compile(&dir, &bytes, "t", KERNEL).unwrap();
+        let written = entry_path(&dir, &bytes, KERNEL).file_name().unwrap().to_string_lossy().into_owned();
+        let names = entries(&dir);
+        assert_eq!(names.iter().filter(|n| is_entry_name(n)).count(), MAX_ENTRIES, "{names:?}");
+        assert!(names.contains(&written));
+        // One more than the bound was there with the new one: the six
+        // oldest went.
+        for (i, name) in earlier.iter().enumerate() {
+            assert_eq!(names.contains(name), i >= 6, "entry {i} ({name})");
+        }
+        for kept in ["notes.txt", ".live.2.0.tmp"] {
+            assert!(names.iter().any(|n| n == kept), "{kept} was removed: {names:?}");
+        }
+        assert!(names.iter().any(|n| n.ends_with(".BPF")));
+        assert!(!names.iter().any(|n| n == ".dead.1.0.tmp"));
+
+        // A hit writes nothing, so removes nothing.
+        let before = entries(&dir);
+        assert!(from_disk(&load_or_compile(&dir, &bytes, "t", KERNEL).unwrap()));
+        assert_eq!(entries(&dir), before);
     }
 
     #[test]
