@@ -133,7 +133,8 @@ def main():
     # Markdown snippet.
     v = meta.get("versions", {})
     md = []
-    md.append(f"Spawn latency of a jailed `/bin/true`, {meta.get('runs', '?')} runs each after "
+    md.append(f"Spawn latency of a jailed `/bin/true`, {meta.get('runs', '?')} runs each in "
+              f"{meta.get('rounds', 1)} rounds of rotated order, each round after "
               f"{meta.get('warmup', '?')} warmup runs (hyperfine {v.get('hyperfine', '?')}, `-N`), "
               f"{meta.get('date', '?')}.")
     md.append("")

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Spawn latency of `ccos-jail run -- /bin/true` next to bubblewrap, crun and
-# two floor references, in one hyperfine run. See bench/README.md.
+# two floor references, side by side in hyperfine rounds. See bench/README.md.
 #
 # usage: bench/spawn.sh            (as root; Debian 12)
 #
 # environment:
 #   RUNS=400 WARMUP=20       hyperfine runs and warmup runs per contender
+#   ROUNDS=4                 the runs are split into this many hyperfine
+#                            rounds, each in another order (see below)
 #   CCOS_JAIL=PATH           time this binary instead of building
 #                            target/release/ccos-jail
 #   CCOS_BENCH_REQUIRE_JAIL=1  fail (instead of leaving the row out) when
@@ -21,6 +23,7 @@ ROOT=$(dirname "$BENCH")
 WORK=$BENCH/work
 RUNS=${RUNS:-400}
 WARMUP=${WARMUP:-20}
+ROUNDS=${ROUNDS:-4}
 PY=/usr/bin/python3 # Debian's: python3-seccomp is only visible to it
 # ccos-jail's default profile: bwrap and crun take its hostname, uid/gid,
 # /tmp size (and crun its cgroup limits and rlimits) from it.
@@ -267,18 +270,18 @@ cmds+=(
 )
 
 # What was run, for the report.
-$PY - "$WORK/meta.json" "$CCOS_BENCH_IN_NS" "$RUNS" "$WARMUP" \
+$PY - "$WORK/meta.json" "$CCOS_BENCH_IN_NS" "$((RUNS / ROUNDS * ROUNDS))" "$WARMUP" "$ROUNDS" \
     "$(hyperfine --version | awk '{print $2}')" "$(bwrap --version | awk '{print $2}')" \
     "$(crun --version | awk 'NR==1 {print $3}')" "$(unshare --version | awk '{print $NF}')" \
     "$( ((${#JAIL[@]})) && (git -C "$ROOT" describe --always --dirty 2>/dev/null || echo "no commit yet") || echo none)" \
     "${cmds[@]}" <<'EOF'
 import datetime, json, os, platform, sys
-out, view, runs, warmup, hf, bw, cr, un, jail, *cmds = sys.argv[1:]
+out, view, runs, warmup, rounds, hf, bw, cr, un, jail, *cmds = sys.argv[1:]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 meta = {
     "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     "kernel": platform.release(), "cpu": cpu, "cores": os.cpu_count(),
-    "cgroup_view": view, "runs": int(runs), "warmup": int(warmup),
+    "cgroup_view": view, "runs": int(runs), "warmup": int(warmup), "rounds": int(rounds),
     "versions": {"hyperfine": hf, "bwrap": bw, "crun": cr, "unshare": un, "ccos-jail": jail},
     "commands": {cmds[i + 1]: cmds[i + 2] for i in range(0, len(cmds), 3)},
 }
@@ -301,9 +304,39 @@ echo "$busy" >"$WORK/busy-before.txt"
 if ((busy > 10)); then
     log "WARNING: the CPUs were ${busy}% busy just before timing: something else is running; figures will be noisy"
 fi
-log "hyperfine: $RUNS runs, $WARMUP warmup, no shell (-N)"
-hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --time-unit millisecond \
-    --export-json "$WORK/spawn.json" "${cmds[@]}"
+# hyperfine times one contender's runs, then the next's: a background burst
+# (writeback, a kernel worker, another VM on the host) lands on whichever
+# row is running. So the runs are split into rounds, each starting one
+# contender further down the list, and their times are pooled: a burst then
+# falls on every row alike, not on one.
+((ROUNDS >= 1 && RUNS >= ROUNDS)) || die "ROUNDS=$ROUNDS: must be 1..RUNS"
+rm -f "$WORK"/spawn-round-*.json
+n=$((${#cmds[@]} / 3))
+for ((round = 0; round < ROUNDS; round++)); do
+    first=$((round % n * 3))
+    order=("${cmds[@]:first}" "${cmds[@]:0:first}")
+    log "hyperfine round $((round + 1))/$ROUNDS: $((RUNS / ROUNDS)) runs, $WARMUP warmup, no shell (-N), from \"${order[1]}\""
+    hyperfine -N --warmup "$WARMUP" --runs $((RUNS / ROUNDS)) --time-unit millisecond \
+        --export-json "$WORK/spawn-round-$round.json" "${order[@]}"
+done
+# Pooled into one hyperfine-shaped file: every run's time, and the mean
+# CPU time weighted by runs.
+$PY - "$WORK/spawn.json" "$WORK"/spawn-round-*.json <<'EOF'
+import json, sys
+out, *rounds = sys.argv[1:]
+pooled = {}
+for path in rounds:
+    for r in json.load(open(path))["results"]:
+        p = pooled.setdefault(r["command"], {"command": r["command"], "times": [], "user": 0.0, "system": 0.0})
+        n = len(r["times"])
+        p["times"] += r["times"]
+        p["user"] += r["user"] * n
+        p["system"] += r["system"] * n
+for p in pooled.values():
+    p["user"] /= len(p["times"])
+    p["system"] /= len(p["times"])
+json.dump({"results": list(pooled.values())}, open(out, "w"), indent=1)
+EOF
 
 # --- Where ccos-jail's time goes --------------------------------------------
 # Each run's --report-json carries its phases (profile and seccomp compile,
