@@ -37,7 +37,7 @@ use crate::lifecycle::RunState;
 use crate::model::{
     Actor, AgentSpec, AuditEvent, BudgetPatch, CreateRunRequest, ExitReason, Message, Run, RunDefaults, RunExit, Usage,
 };
-use crate::spawner::{RunLimits, SpawnRequest, SpawnerClient, SpawnerEvent, SpawnerEvents};
+use crate::spawner::{RunLimits, SpawnRequest, Spawned, SpawnerClient, SpawnerEvent, SpawnerEvents};
 use crate::store::{AuditFilter, Ingested, RunFilter, Store, StoreError, Transitioned, MAX_LIMIT};
 
 /// The `state_reason` of runs found live by a restarted supervisor.
@@ -305,12 +305,61 @@ impl Daemon {
     pub async fn create_run(self: &Arc<Self>, request: CreateRunRequest, actor: Actor) -> Result<Run, DaemonError> {
         let new = request.resolve(&self.defaults).map_err(StoreError::from)?;
         self.check_profile(&new.profile)?;
-        let run = self.db(move |store| store.create_run(&new, &actor)).await?;
+        // An active run's jail is spawned while the create transaction
+        // commits (its fsync is a few hundred microseconds of the request):
+        // the store hands the run over once its rows are written, just
+        // before COMMIT. Nothing of the run acts on its own before the
+        // commit is done: the agent's every call, the run's budget watcher
+        // and all start does after the spawn go through the store, which
+        // is busy with that commit until then.
+        let (written, handed_over) = tokio::sync::oneshot::channel();
+        let created = self.db(move |store| {
+            store.create_run_then(&new, &actor, |run| {
+                let _ = written.send(run.clone());
+            })
+        });
+        tokio::pin!(created);
+        let handed = tokio::select! {
+            biased;
+            run = handed_over => run.ok(),
+            // Done before the hand-over was seen: one after the other, then.
+            result = &mut created => {
+                let run = result?;
+                self.changed();
+                return Ok(if run.state == RunState::Active { self.start(run).await } else { run });
+            }
+        };
+        // No hand-over: the create failed (its error is the result); a
+        // queued run has no jail yet.
+        let Some(run) = handed.filter(|run| run.state == RunState::Active) else {
+            let run = created.await?;
+            self.changed();
+            return Ok(run);
+        };
+        let spawned = self.spawn_jail(&run).await;
+        let run = match created.await {
+            Ok(run) => run,
+            Err(e) => {
+                self.undo_spawn(&run.id, spawned.is_ok()).await;
+                return Err(e);
+            }
+        };
         self.changed();
-        if run.state == RunState::Active {
-            return Ok(self.start(run).await);
+        Ok(self.settle_start(run, spawned).await)
+    }
+
+    /// A run whose create did not commit after its jail was spawned: the
+    /// jail, its agent side and its folder go; nothing of it stays.
+    async fn undo_spawn(self: &Arc<Self>, run_id: &str, spawned: bool) {
+        tracing::error!(run_id = %run_id, "the run's create did not commit: ending the jail spawned for it");
+        if spawned {
+            if let Err(e) = self.spawner.kill(run_id).await {
+                tracing::error!(run_id = %run_id, "killing the jail of a run that does not exist: {e}");
+            }
         }
-        Ok(run)
+        self.close_agent_side(run_id);
+        let dir = self.run_dir(run_id);
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
     }
 
     /// Whether the daemon can do its work: the store answers a query and
@@ -433,33 +482,35 @@ impl Daemon {
     /// Spawns an active run's jail. A failure to spawn ends the run
     /// (`failed`, exit reason `spawn_failed`). Returns the run as it is now.
     async fn start(self: &Arc<Self>, run: Run) -> Run {
+        let spawned = self.spawn_jail(&run).await;
+        self.settle_start(run, spawned).await
+    }
+
+    /// The run's folder, agent side and jail; touches nothing in the store.
+    async fn spawn_jail(self: &Arc<Self>, run: &Run) -> Result<Spawned, String> {
+        use std::os::unix::fs::DirBuilderExt;
+        // One folder in the state directory: as quick as the socket bind
+        // that follows, and done on this thread like it.
+        let dir = self.run_dir(&run.id);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let agent_socket = self.open_agent_side(run, &dir).await.map_err(|e| format!("the agent socket: {e}"))?;
+        let mut request = spawn_request(run, &dir);
+        request.binds.push(agent_socket);
+        self.bind_agent_program(&mut request);
+        let began = std::time::Instant::now();
+        let spawned = self.spawner.spawn(request).await.map_err(|e| e.to_string());
+        metrics::observe_spawn(began.elapsed());
+        spawned
+    }
+
+    /// What follows a spawn, in the store: run.start, or the run's end when
+    /// the spawn failed; a run moved meanwhile has its jail follow.
+    async fn settle_start(self: &Arc<Self>, run: Run, spawned: Result<Spawned, String>) -> Run {
         let run_id = run.id.clone();
-        let dir = self.run_dir(&run_id);
-        let made = tokio::task::spawn_blocking({
-            let dir = dir.clone();
-            move || {
-                use std::os::unix::fs::DirBuilderExt;
-                std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)
-            }
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| format!("creating {}: {e}", dir.display())));
-        let spawned = match made {
-            Err(e) => Err(e),
-            Ok(()) => match self.open_agent_side(&run, &dir).await {
-                Err(e) => Err(format!("the agent socket: {e}")),
-                Ok(agent_socket) => {
-                    let mut request = spawn_request(&run, &dir);
-                    request.binds.push(agent_socket);
-                    self.bind_agent_program(&mut request);
-                    let began = std::time::Instant::now();
-                    let spawned = self.spawner.spawn(request).await.map_err(|e| e.to_string());
-                    metrics::observe_spawn(began.elapsed());
-                    spawned
-                }
-            },
-        };
         match spawned {
             Ok(spawned) => {
                 if let Some(failure) = &spawned.setup_failure {

@@ -374,3 +374,80 @@ fn once_runs_one_agent_reports_and_leaves_nothing() {
         .collect();
     assert_eq!(before, after, "a --once scratch folder was left behind");
 }
+
+/// A tmpfs mounted for one test, detached when the test ends.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(at).unwrap();
+        nix::mount::mount(
+            Some("tmpfs"),
+            at,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some(format!("size={size},mode=0700").as_str()),
+        )
+        .expect("mounting a tmpfs");
+        SmallDisk(at.to_path_buf())
+    }
+
+    /// Writes a file until the disk is full.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.0.join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0u8; 64 << 10];
+        while file.write_all(&chunk).is_ok() {}
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[test]
+fn a_create_that_cannot_commit_leaves_no_jail_behind() {
+    if !root_or_skip("a_create_that_cannot_commit_leaves_no_jail_behind") {
+        return;
+    }
+    let _serial = lock();
+    let dir = tempfile::tempdir().unwrap();
+    // The state directory on a disk of its own that fills up: the run's
+    // folder, socket and log files still fit (they take inodes, not
+    // blocks), the create transaction's commit does not.
+    let disk = SmallDisk::mount(&dir.path().join("state"), "4M");
+    let d = DaemonProcess::start(dir.path(), pings);
+    let filler = disk.fill();
+
+    // The jail is spawned while the create commits, so it exists when the
+    // commit fails: it must be ended, and nothing of the run stay.
+    let marker = format!("ccos-nocommit-test-{}", std::process::id());
+    let argv = json!(["/bin/sh", "-c", "while :; do sleep 0.1; done", marker]);
+    let body = json!({"session_id": "full", "goal": "g", "agent": {"argv": argv}});
+    let (status, answer) = post(&d.socket, "/v1/runs", body.clone());
+    assert!((500..600).contains(&status), "{status} {answer}");
+    assert!(d.log_text().contains("ending the jail spawned for it"), "no jail was spawned; log:\n{}", d.log_text());
+    assert!(answer.to_string().contains("full"), "the error should say the disk is full: {answer}");
+    assert!(
+        eventually(Duration::from_secs(10), || processes_marked(&marker).is_empty()),
+        "the jail of the run that was never committed is still running; log:\n{}",
+        d.log_text()
+    );
+    assert_eq!(get(&d.socket, "/v1/runs")["runs"], json!([]));
+    let runs_dir = d.state.join("runs");
+    let left: Vec<_> =
+        std::fs::read_dir(&runs_dir).map(|r| r.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "left in {}: {left:?}", runs_dir.display());
+
+    // With room again, the same request makes a run.
+    std::fs::remove_file(filler).unwrap();
+    let (status, run) = post(&d.socket, "/v1/runs", body);
+    assert_eq!(status, 201, "{run}");
+    assert!(eventually(Duration::from_secs(5), || !processes_marked(&marker).is_empty()));
+    drop(d);
+    assert!(processes_marked(&marker).is_empty());
+}

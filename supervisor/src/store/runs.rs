@@ -81,6 +81,15 @@ impl Store {
     /// queued, so a session's queue is first come, first served. Writes the
     /// kickoff message to the run's inbox and `run.create`.
     pub fn create_run(&self, new: &NewRun, actor: &Actor) -> Result<Run> {
+        self.create_run_then(new, actor, |_| {})
+    }
+
+    /// [`Store::create_run`], handing the run to `written` once its rows are
+    /// written, just before COMMIT: a caller can start work that needs only
+    /// the run (its jail) while the commit waits for the disk. Not called
+    /// when the create fails before (a 409, a bad session id); the COMMIT
+    /// can still fail after it, which the result says.
+    pub fn create_run_then(&self, new: &NewRun, actor: &Actor, written: impl FnOnce(&Run)) -> Result<Run> {
         validate_session_id(&new.session_id)?;
         let run_id = new_id(RUN_PREFIX)?;
         let kickoff_id = new_id(MESSAGE_PREFIX)?;
@@ -143,6 +152,7 @@ impl Store {
                 .with("queue", new.queue)
                 .with("kickoff_message_id", kickoff_id);
             audit::append(tx, event, now)?;
+            written(&run);
             Ok(run)
         })
     }
