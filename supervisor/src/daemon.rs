@@ -218,6 +218,16 @@ impl Daemon {
         T: Send + 'static,
         F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     {
+        self.db_started(f).await
+    }
+
+    /// [`Daemon::db`], under way from this call on rather than from the
+    /// first poll of its result.
+    fn db_started<T, F>(&self, f: F) -> impl std::future::Future<Output = Result<T, DaemonError>> + Send + 'static
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
         let store = self.store.clone();
         let (events, published) = (self.events.clone(), self.published.clone());
         let run = move || {
@@ -225,9 +235,12 @@ impl Daemon {
             publish(&store, &events, &published);
             result
         };
-        match tokio::task::spawn_blocking(run).await {
-            Ok(result) => result.map_err(DaemonError::from),
-            Err(e) => Err(DaemonError::Internal(format!("store task failed: {e}"))),
+        let task = tokio::task::spawn_blocking(run);
+        async move {
+            match task.await {
+                Ok(result) => result.map_err(DaemonError::from),
+                Err(e) => Err(DaemonError::Internal(format!("store task failed: {e}"))),
+            }
         }
     }
 
@@ -313,25 +326,14 @@ impl Daemon {
         // and all start does after the spawn go through the store, which
         // is busy with that commit until then.
         let (written, handed_over) = tokio::sync::oneshot::channel();
-        let created = self.db(move |store| {
+        let created = self.db_started(move |store| {
             store.create_run_then(&new, &actor, |run| {
                 let _ = written.send(run.clone());
             })
         });
-        tokio::pin!(created);
-        let handed = tokio::select! {
-            biased;
-            run = handed_over => run.ok(),
-            // Done before the hand-over was seen: one after the other, then.
-            result = &mut created => {
-                let run = result?;
-                self.changed();
-                return Ok(if run.state == RunState::Active { self.start(run).await } else { run });
-            }
-        };
-        // No hand-over: the create failed (its error is the result); a
-        // queued run has no jail yet.
-        let Some(run) = handed.filter(|run| run.state == RunState::Active) else {
+        // No hand-over (the sender dropped): the create failed before it,
+        // and its error is the result. A queued run has no jail yet.
+        let Some(run) = handed_over.await.ok().filter(|run| run.state == RunState::Active) else {
             let run = created.await?;
             self.changed();
             return Ok(run);
