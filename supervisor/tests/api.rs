@@ -963,3 +963,52 @@ fn slow_and_half_closed_clients_block_nobody_and_are_dropped() {
     // Nothing was created by any of them.
     assert_eq!(d.get("/v1/runs")["runs"].as_array().unwrap().len(), 0);
 }
+
+#[test]
+fn a_client_that_goes_away_mid_create_leaves_a_whole_run() {
+    if !root_or_skip("a_client_that_goes_away_mid_create_leaves_a_whole_run") {
+        return;
+    }
+    let _serial = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path());
+    // The client closes while its create is under way: once the run shows
+    // in the list (committed) and before the answer (which follows the
+    // jail's spawn). The create must still end whole: run.start recorded
+    // and its jail running, not a committed run with neither.
+    let marker = marker("gone");
+    let mut closed_in_flight = 0;
+    for i in 0..10 {
+        let session = format!("gone-{i}");
+        let body = json!({"session_id": session, "goal": "g", "agent": {"argv": sleeper(&marker)}}).to_string();
+        let mut client = UnixStream::connect(&d.socket).unwrap();
+        let head = format!(
+            "POST /v1/runs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        client.write_all(head.as_bytes()).unwrap();
+        client.write_all(body.as_bytes()).unwrap();
+        let listed = || !d.get(&format!("/v1/runs?session_id={session}"))["runs"].as_array().unwrap().is_empty();
+        assert!(eventually(Duration::from_secs(5), listed), "the run never showed");
+        // Closed before the answer came?
+        client.set_nonblocking(true).unwrap();
+        let mut byte = [0u8; 1];
+        if matches!(client.read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock) {
+            closed_in_flight += 1;
+        }
+        drop(client);
+        let runs = || d.get(&format!("/v1/runs?session_id={session}"))["runs"].as_array().unwrap().clone();
+        let id = runs()[0]["id"].as_str().unwrap().to_owned();
+        let started = || {
+            let audit = d.get(&format!("/v1/audit?run_id={id}&limit=100"));
+            audit["events"].as_array().unwrap().iter().any(|e| e["type"] == "run.start")
+        };
+        assert!(eventually(Duration::from_secs(5), started), "a run left half made (no run.start): {:?}", runs());
+        assert!(!processes_marked(&marker).is_empty(), "an active run with no jail: {:?}", runs());
+        assert_eq!(d.req("POST", &format!("/v1/runs/{id}/cancel"), None).0, 200);
+        d.wait_terminal(&id);
+        assert!(eventually(Duration::from_secs(5), || processes_marked(&marker).is_empty()));
+    }
+    // Not a test of nothing: some of the closes came before the answer.
+    assert!(closed_in_flight > 0, "every answer came before the close: the test never closed a create in flight");
+}

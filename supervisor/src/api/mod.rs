@@ -172,6 +172,20 @@ async fn handle(daemon: &Arc<Daemon>, peer: Peer, request: Request<Incoming>) ->
     response
 }
 
+/// Runs a request's change to its end in a task of its own (call it once
+/// the request's body is read): hyper drops the request's future when the
+/// client goes away, and a change dropped half way (a committed run without
+/// its jail or run.start, a cancelled run whose jail lives on) is worse than
+/// an answer nobody reads.
+pub(crate) async fn to_the_end<T: Send + 'static>(
+    change: impl Future<Output = Result<T, crate::daemon::DaemonError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    let done = tokio::spawn(change).await.map_err(|e| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", format!("the request's task: {e}"))
+    })?;
+    Ok(done?)
+}
+
 fn method_not_allowed(allowed: String) -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("this path accepts {allowed}"))
         .with("allow", allowed)

@@ -14,6 +14,7 @@ use super::body::{
     Response,
 };
 use super::error::ApiError;
+use super::to_the_end;
 use crate::daemon::Daemon;
 use crate::lifecycle::RunState;
 use crate::model::{Actor, BudgetPatch, CreateRunRequest};
@@ -26,7 +27,8 @@ pub const DEFAULT_WAIT_SECS: u64 = 30;
 
 pub async fn create(daemon: &Arc<Daemon>, request: Request<Incoming>, actor: Actor) -> Result<Response, ApiError> {
     let body: CreateRunRequest = parse_json(&read_body(request).await?)?;
-    let run = daemon.create_run(body, actor).await?;
+    let daemon = daemon.clone();
+    let run = to_the_end(async move { daemon.create_run(body, actor).await }).await?;
     Ok(json_response(StatusCode::CREATED, &run))
 }
 
@@ -67,7 +69,8 @@ pub async fn cancel(
     actor: Actor,
 ) -> Result<Response, ApiError> {
     read_body(request).await?;
-    let moved = daemon.cancel(run_id.to_owned(), actor).await?;
+    let (daemon, run_id) = (daemon.clone(), run_id.to_owned());
+    let moved = to_the_end(async move { daemon.cancel(run_id, actor).await }).await?;
     Ok(transitioned(&moved))
 }
 
@@ -89,7 +92,8 @@ pub async fn transition(
 ) -> Result<Response, ApiError> {
     let body: TransitionRequest = parse_json(&read_body(request).await?)?;
     let to = body.state.parse::<RunState>().map_err(|e| ApiError::bad_field("state", e.to_string()))?;
-    let moved = daemon.transition(run_id.to_owned(), to, body.reason, body.budget, actor).await?;
+    let (daemon, run_id) = (daemon.clone(), run_id.to_owned());
+    let moved = to_the_end(async move { daemon.transition(run_id, to, body.reason, body.budget, actor).await }).await?;
     Ok(transitioned(&moved))
 }
 

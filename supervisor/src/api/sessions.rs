@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::body::{json_response, param, parse_json, query_params, read_body, Response};
 use super::error::ApiError;
+use super::to_the_end;
 use crate::daemon::Daemon;
 use crate::model::{Actor, Direction};
 
@@ -27,7 +28,9 @@ pub async fn post_message(
     actor: Actor,
 ) -> Result<Response, ApiError> {
     let body: InboundMessage = parse_json(&read_body(request).await?)?;
-    let ingested = daemon.ingest_message(session_id.to_owned(), body.text, body.sender, actor).await?;
+    let (daemon, session_id) = (daemon.clone(), session_id.to_owned());
+    let ingested =
+        to_the_end(async move { daemon.ingest_message(session_id, body.text, body.sender, actor).await }).await?;
     Ok(json_response(StatusCode::ACCEPTED, &ingested))
 }
 
