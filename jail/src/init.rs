@@ -2,8 +2,9 @@
 //!
 //! The clone child becomes the jail's init. It builds the jail (root,
 //! hostname, network, cgroup, cgroup namespace), starts the program (a
-//! child sharing init's memory until its execve), locks itself down, then reaps and forwards signals until the program ends, and
-//! reports its exit on the status pipe. When init exits, the kernel kills
+//! child sharing init's memory until its execve), locks itself down, then
+//! reaps and forwards signals until the program ends, and reports its exit
+//! on the status pipe. When init exits, the kernel kills
 //! everything left in the jail's pid namespace, so nothing the program
 //! forked can outlive it.
 //!
@@ -160,7 +161,7 @@ fn init_main(plan: &ChildPlan<'_>) -> Result<Never, SetupFailure> {
     // Host name and network.
     nix::unistd::sethostname(plan.hostname).map_err(|e| failed("hostname", plan.hostname, e))?;
     if !plan.network_ready {
-        net::configure_in_child(plan.network).map_err(|e| failed("network", "bringing lo up", e))?;
+        net::configure_current(plan.network).map_err(|e| failed("network", "bringing lo up", e))?;
     }
 
     // The jail's cgroup (v1), which the parent made meanwhile; then a

@@ -8,8 +8,9 @@ use crate::profile::NetworkMode;
 use crate::sys;
 
 /// Brings `lo` up for [`NetworkMode::Loopback`]; leaves it down for
-/// [`NetworkMode::None`]. Runs in the child, inside its network namespace.
-pub fn configure_in_child(mode: NetworkMode) -> std::io::Result<()> {
+/// [`NetworkMode::None`]. Acts on the calling thread's network namespace:
+/// the jail child's own, or one made ahead ([`PreparedNetwork::make`]).
+pub fn configure_current(mode: NetworkMode) -> std::io::Result<()> {
     if mode == NetworkMode::None {
         return Ok(());
     }
@@ -42,7 +43,7 @@ impl PreparedNetwork {
     pub fn make(mode: NetworkMode) -> std::io::Result<PreparedNetwork> {
         let home = Home::here()?;
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
-        let made = configure_in_child(mode).and_then(|()| open_own_namespace());
+        let made = configure_current(mode).and_then(|()| open_own_namespace());
         home.go_back();
         Ok(PreparedNetwork { ns: made?, mode })
     }

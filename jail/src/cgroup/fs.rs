@@ -142,8 +142,6 @@ pub(crate) fn ensure_dir(path: &Path) -> Result<()> {
 /// moment after it stops being listed in cgroup.procs.
 const RMDIR_RETRY_FOR: Duration = Duration::from_secs(2);
 
-/// Removes a cgroup and every cgroup below it, deepest first. A group that is
-/// already gone is fine; EBUSY is retried for [`RMDIR_RETRY_FOR`].
 /// The common end of a group: empty and without children, so one rmdir
 /// removes it. True when `dir` is gone; false when it is still there (busy:
 /// processes or child groups left), which [`remove_tree`] then handles.
@@ -154,6 +152,8 @@ pub(crate) fn removed_at_once(dir: &Path) -> bool {
     }
 }
 
+/// Removes a cgroup and every cgroup below it, deepest first. A group that is
+/// already gone is fine; EBUSY is retried for [`RMDIR_RETRY_FOR`].
 pub(crate) fn remove_tree(dir: &Path) -> Result<()> {
     for child in subdirs(dir)? {
         remove_tree(&dir.join(child))?;

@@ -34,7 +34,7 @@ use seccompiler::{sock_filter, BpfProgram};
 use sha2::{Digest, Sha256};
 
 use super::compile::{MAX_INSNS, MAX_INSNS_PER_PATH};
-use super::{compile, hash_programs, CompiledSeccomp, KernelVersion, SeccompError, Source};
+use super::{compile, hash_programs, insn_bytes, CompiledSeccomp, KernelVersion, SeccompError, Source};
 
 const MAGIC: [u8; 8] = *b"ccosbpf\0";
 /// Bumped when the file layout or the key's inputs change.
@@ -262,9 +262,7 @@ fn encode(key: &Key, programs: &[BpfProgram], flags: libc::c_ulong) -> Vec<u8> {
     for p in programs {
         out.extend_from_slice(&(p.len() as u32).to_le_bytes());
         for insn in p {
-            out.extend_from_slice(&insn.code.to_le_bytes());
-            out.extend_from_slice(&[insn.jt, insn.jf]);
-            out.extend_from_slice(&insn.k.to_le_bytes());
+            out.extend_from_slice(&insn_bytes(insn));
         }
     }
     let sum = Sha256::digest(&out);

@@ -222,13 +222,19 @@ fn running_kernel() -> std::io::Result<KernelVersion> {
     Ok(*RUNNING.get_or_init(|| k))
 }
 
+/// One BPF instruction as 8 bytes: code (u16), jt, jf, k (u32), integers
+/// little-endian. What the hash covers, and how the disk cache stores it.
+fn insn_bytes(insn: &seccompiler::sock_filter) -> [u8; 8] {
+    let [c0, c1] = insn.code.to_le_bytes();
+    let [k0, k1, k2, k3] = insn.k.to_le_bytes();
+    [c0, c1, insn.jt, insn.jf, k0, k1, k2, k3]
+}
+
 fn hash_programs(programs: &[BpfProgram], flags: libc::c_ulong) -> String {
     let mut h = Sha256::new();
     for p in programs {
         for insn in p {
-            h.update(insn.code.to_le_bytes());
-            h.update([insn.jt, insn.jf]);
-            h.update(insn.k.to_le_bytes());
+            h.update(insn_bytes(insn));
         }
     }
     if flags != 0 {
