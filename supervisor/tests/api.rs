@@ -12,6 +12,9 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
 use common::{eventually, lock, processes_marked, root_or_skip, DaemonProcess};
 use serde_json::{json, Value};
 
@@ -972,15 +975,18 @@ fn a_client_that_goes_away_mid_create_leaves_a_whole_run() {
     let _serial = lock();
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start(dir.path());
-    // The client closes while its create is under way: once the run shows
-    // in the list (committed) and before the answer (which follows the
-    // jail's spawn). The create must still end whole: run.start recorded
-    // and its jail running, not a committed run with neither.
+    // The client closes while its create is under way, at a point made
+    // certain rather than hoped for: the spawner is held stopped, so the
+    // run commits (it shows in the list) but its jail cannot be spawned and
+    // no answer can come. Then the spawner goes on. The create must still
+    // end whole: run.start recorded and its jail running, not a committed
+    // run with neither.
+    let spawner = spawner_pid(&d);
     let marker = marker("gone");
-    let mut closed_in_flight = 0;
-    for i in 0..10 {
+    for i in 0..3 {
         let session = format!("gone-{i}");
         let body = json!({"session_id": session, "goal": "g", "agent": {"argv": sleeper(&marker)}}).to_string();
+        kill(spawner, Signal::SIGSTOP).unwrap();
         let mut client = UnixStream::connect(&d.socket).unwrap();
         let head = format!(
             "POST /v1/runs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
@@ -989,14 +995,14 @@ fn a_client_that_goes_away_mid_create_leaves_a_whole_run() {
         client.write_all(head.as_bytes()).unwrap();
         client.write_all(body.as_bytes()).unwrap();
         let listed = || !d.get(&format!("/v1/runs?session_id={session}"))["runs"].as_array().unwrap().is_empty();
-        assert!(eventually(Duration::from_secs(5), listed), "the run never showed");
-        // Closed before the answer came?
+        let shown = eventually(Duration::from_secs(5), listed);
         client.set_nonblocking(true).unwrap();
         let mut byte = [0u8; 1];
-        if matches!(client.read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock) {
-            closed_in_flight += 1;
-        }
+        let unanswered = matches!(client.read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
         drop(client);
+        kill(spawner, Signal::SIGCONT).unwrap();
+        assert!(shown, "the run never showed");
+        assert!(unanswered, "the create was answered with its spawner stopped");
         let runs = || d.get(&format!("/v1/runs?session_id={session}"))["runs"].as_array().unwrap().clone();
         let id = runs()[0]["id"].as_str().unwrap().to_owned();
         let started = || {
@@ -1009,6 +1015,10 @@ fn a_client_that_goes_away_mid_create_leaves_a_whole_run() {
         d.wait_terminal(&id);
         assert!(eventually(Duration::from_secs(5), || processes_marked(&marker).is_empty()));
     }
-    // Not a test of nothing: some of the closes came before the answer.
-    assert!(closed_in_flight > 0, "every answer came before the close: the test never closed a create in flight");
+}
+
+/// The daemon's spawner, from the record it keeps in its state directory.
+fn spawner_pid(d: &Daemon) -> Pid {
+    let record = std::fs::read_to_string(d.state.join("spawner.pid")).unwrap();
+    Pid::from_raw(record.split_whitespace().next().unwrap().parse().unwrap())
 }
