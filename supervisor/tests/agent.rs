@@ -739,6 +739,57 @@ for cap in ["echo.run", "fail.run", "slow.run", "noise.run", "typed.run", "big.r
 }
 
 #[test]
+fn a_call_whose_agent_hangs_up_still_ends_and_is_audited() {
+    if !root_or_skip("a_call_whose_agent_hangs_up_still_ends_and_is_audited") {
+        return;
+    }
+    let _serial = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let skills = dir.path().join("skills");
+    write_skills(&skills);
+    let d = Daemon(DaemonProcess::start_with(
+        dir.path(),
+        |c| {
+            c.arg("--capabilities").arg(&skills);
+        },
+        pings,
+    ));
+    // The agent sends a call to the slow skill (a command limited to 1 s)
+    // and hangs up while it runs. The call is a step already taken and
+    // audited as begun: it must still end, its result audited, its
+    // command's jail gone, and the run able to make its next call.
+    let agent = python_agent(
+        r#"
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(SOCK)
+data = json.dumps({"capability_id": "slow.run", "inputs": {"text": "x"}}).encode()
+head = f"POST /v1/agent/execute HTTP/1.1\r\nHost: agent\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+s.sendall(head.encode() + data)
+time.sleep(0.3)
+s.close()
+time.sleep(2)
+status, body = execute("run.note", {"text": "after"})
+out(json.dumps({"note": status}))
+"#,
+    );
+    let id = d.create(run_body("hangup", agent, json!({}), "hard_stop"));
+    d.wait_terminal(&id);
+    assert_eq!(d.lines(&id), [json!({"note": 200})], "{}", d.logs(&id, "stderr"));
+    let events = d.audit(&id);
+    let call = events
+        .iter()
+        .find(|e| e["type"] == "capability.call" && e["detail"]["capability_id"] == "slow.run")
+        .unwrap_or_else(|| panic!("no call: {events:?}"));
+    let result = events
+        .iter()
+        .find(|e| e["type"] == "capability.result" && e["detail"]["capability_id"] == "slow.run")
+        .unwrap_or_else(|| panic!("the call hung up on was never finished: {events:?}"));
+    assert_eq!(result["step_id"], call["step_id"], "{result}");
+    assert!(result["detail"]["error"].as_str().unwrap_or_default().contains("time limit"), "{result}");
+    assert!(processes_marked(SLOW_SKILL_MARKER).is_empty(), "{:?}", processes_marked(SLOW_SKILL_MARKER));
+}
+
+#[test]
 fn a_broken_capabilities_folder_stops_the_start_and_a_sighup_keeps_the_loaded_set() {
     if !root_or_skip("a_broken_capabilities_folder_stops_the_start_and_a_sighup_keeps_the_loaded_set") {
         return;

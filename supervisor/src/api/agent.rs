@@ -16,6 +16,7 @@ use tokio::net::UnixListener;
 
 use super::body::{json_response, number_param, parse_json, query_params, read_body, Response};
 use super::error::ApiError;
+use super::to_the_end;
 use crate::daemon::{refusal_answer, Daemon, Executed};
 use crate::lifecycle::budget;
 use crate::lifecycle::RunState;
@@ -154,7 +155,11 @@ async fn execute(daemon: &Arc<Daemon>, run_id: &str, request: Request<Incoming>)
     if body.capability_id.is_empty() {
         return Err(ApiError::bad_field("capability_id", "must not be empty"));
     }
-    let answer = match daemon.execute(run_id, &body.capability_id, body.inputs).await? {
+    // Past the gate the call is a step taken: it runs to its result and
+    // audit even if the agent hangs up before the answer.
+    let (daemon, run) = (daemon.clone(), run_id.to_owned());
+    let executed = to_the_end(async move { daemon.execute(&run, &body.capability_id, body.inputs).await }).await?;
+    let answer = match executed {
         Executed::Done { step_id, output } => {
             (StatusCode::OK, json!({"success": true, "step_id": step_id, "output": output}))
         }
@@ -194,7 +199,8 @@ async fn transition(daemon: &Arc<Daemon>, run_id: &str, request: Request<Incomin
         ));
     }
     let actor = Actor::Agent { run_id: run_id.to_owned() };
-    let moved = daemon.transition(run_id.to_owned(), to, body.reason, None, actor).await?;
+    let (daemon, run) = (daemon.clone(), run_id.to_owned());
+    let moved = to_the_end(async move { daemon.transition(run, to, body.reason, None, actor).await }).await?;
     Ok(json_response(
         StatusCode::OK,
         &json!({"run_id": moved.run.id, "previous_state": moved.previous_state, "state": moved.run.state}),

@@ -175,8 +175,9 @@ async fn handle(daemon: &Arc<Daemon>, peer: Peer, request: Request<Incoming>) ->
 /// Runs a request's change to its end in a task of its own (call it once
 /// the request's body is read): hyper drops the request's future when the
 /// client goes away, and a change dropped half way (a committed run without
-/// its jail or run.start, a cancelled run whose jail lives on) is worse than
-/// an answer nobody reads.
+/// its jail or run.start, a cancelled run whose jail lives on, an agent's
+/// step taken but never finished nor audited) is worse than an answer
+/// nobody reads.
 pub(crate) async fn to_the_end<T: Send + 'static>(
     change: impl Future<Output = Result<T, crate::daemon::DaemonError>> + Send + 'static,
 ) -> Result<T, ApiError> {
