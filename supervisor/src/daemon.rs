@@ -771,6 +771,11 @@ impl Daemon {
         match ended {
             Ok(run) => self.start_next_queued(&run.session_id).await,
             Err(DaemonError::Store(StoreError::ExitAlreadyRecorded { .. })) => {}
+            // A jail spawned for a create that then failed to commit: the
+            // run never existed, and undo_spawn has said so already.
+            Err(DaemonError::Store(StoreError::RunNotFound { .. })) => {
+                tracing::debug!(run_id = %run_id, "the jail of a run that was never committed ended")
+            }
             Err(e) => tracing::error!(run_id = %run_id, "recording its exit: {e}"),
         }
     }

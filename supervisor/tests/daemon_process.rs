@@ -448,6 +448,8 @@ fn a_create_that_cannot_commit_leaves_no_jail_behind() {
     let (status, run) = post(&d.socket, "/v1/runs", body);
     assert_eq!(status, 201, "{run}");
     assert!(eventually(Duration::from_secs(5), || !processes_marked(&marker).is_empty()));
+    // The end of the first jail was no run's exit, and no error.
+    assert!(!d.log_text().contains("recording its exit"), "log:\n{}", d.log_text());
     drop(d);
     assert!(processes_marked(&marker).is_empty());
 }
