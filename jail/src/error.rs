@@ -16,6 +16,8 @@ pub enum Error {
     Setup(#[from] report::SetupFailure),
     #[error("the command line is empty: nothing to run")]
     NoProgram,
+    #[error("a jail prepared for {prepared} cannot run {wanted}")]
+    NotPreparedFor { wanted: String, prepared: String },
     #[error("{what}: {source}")]
     Os { what: String, source: std::io::Error },
     #[error(

@@ -1,8 +1,10 @@
 //! The child side: PID 1 of the jail, and the program it starts.
 //!
-//! The clone child becomes the jail's init. It builds the jail (root,
-//! hostname, network, cgroup, cgroup namespace), starts the program (a
-//! child sharing init's memory until its execve), locks itself down, then
+//! The clone child becomes the jail's init. It builds the profile's part of
+//! the jail (the base of the root, the network), waits for the run's part
+//! (see [`crate::handover`]), adds it (the run's mounts, then pivot_root;
+//! host name, cgroup, cgroup namespace), starts the program (a child
+//! sharing init's memory until its execve), locks itself down, then
 //! reaps and forwards signals until the program ends, and reports its exit
 //! on the status pipe. When init exits, the kernel kills
 //! everything left in the jail's pid namespace, so nothing the program
@@ -32,15 +34,18 @@ use crate::mount::{self, MountOp};
 use crate::profile::{NetworkMode, Rlimit};
 use crate::report::{ChildMessage, SetupFailure};
 use crate::seccomp::CompiledSeccomp;
-use crate::{caps, net, sys};
+use crate::{caps, handover, net, sys};
 
-/// Everything the child needs, prepared by the parent before clone.
+/// What the child needs of the jail itself (its profile's part), prepared
+/// by the parent before clone. The run's part (program, stdio, host name,
+/// binds) comes later over the sync socket ([`crate::handover`]).
 pub struct ChildPlan<'a> {
+    /// The profile's part of the root.
     pub mounts: &'a [MountOp],
-    /// The parent's handles on bind sources ([`mount::Plan::source_fds`]):
-    /// kept until the root is built, then closed.
+    /// The parent's handles on the profile's bind sources
+    /// ([`mount::Plan::source_fds`]): kept until the base of the root is
+    /// built, then closed.
     pub bind_source_fds: Vec<RawFd>,
-    pub hostname: &'a str,
     pub network: NetworkMode,
     /// The jail runs in a network namespace made ahead and already set up
     /// ([`crate::net::PreparedNetwork`]).
@@ -49,24 +54,28 @@ pub struct ChildPlan<'a> {
     pub gid: u32,
     pub rlimits: &'a [Rlimit],
     pub cwd: &'a Path,
-    pub argv: Vec<CString>,
-    pub env: Vec<CString>,
-    /// The PATH the program is looked up on (from its environment).
-    pub path_var: String,
     pub seccomp: &'a CompiledSeccomp,
     /// The child's end of a SEQPACKET socket: "G" from the parent once the
-    /// id maps are written, then, with `join_cgroup`, "C" with the cgroup
-    /// files to join; end of file if the parent died.
+    /// id maps are written, then the run's part; end of file if the parent
+    /// died or dropped the jail unstarted.
     pub sync_fd: RawFd,
     /// Write end, close-on-exec: set-up failures; EOF at execve.
     pub setup_fd: RawFd,
     /// Write end: the program's exit.
     pub status_fd: RawFd,
-    /// Replacement stdin, stdout and stderr for the program, if any.
-    pub stdio: [Option<RawFd>; 3],
-    /// cgroup v1: move into the jail's group (by the files the parent
-    /// sends) before forking the program. On v2 clone3 placed the child.
+    /// cgroup v1: move into the jail's group (by the files that come with
+    /// the run's part) before forking the program. On v2 clone3 placed the
+    /// child.
     pub join_cgroup: bool,
+}
+
+/// The program to start, from the run's part.
+struct Program {
+    argv: Vec<CString>,
+    env: Vec<CString>,
+    path_var: String,
+    /// Replacement stdin, stdout and stderr, if any.
+    stdio: [Option<RawFd>; 3],
 }
 
 /// Signals init passes on to the program (anything else sent to a pid
@@ -109,15 +118,15 @@ fn failed(step: &str, what: impl std::fmt::Display, err: impl Into<std::io::Erro
 enum Never {}
 
 fn init_main(plan: &ChildPlan<'_>) -> Result<Never, SetupFailure> {
-    // Keep only our pipes and the program's stdio; the parent's other fds
-    // (its id-range lock, its sockets) are none of the jail's business.
+    // Keep only our pipes and the profile's bind sources; the parent's
+    // other fds (its id-range lock, its sockets) are none of the jail's
+    // business.
     let mut keep = vec![plan.sync_fd, plan.setup_fd, plan.status_fd];
-    keep.extend(plan.stdio.iter().flatten());
     keep.extend(&plan.bind_source_fds);
     sys::close_all_from_except(3, &keep).map_err(|e| failed("close_fds", "close_range", e))?;
 
-    // Wait until the parent has written our id maps (and placed us in our
-    // cgroup). EOF means it died first.
+    // Wait until the parent has written our id maps. EOF means it died
+    // first.
     let mut byte = [0u8; 1];
     match sys::file_view(plan.sync_fd).read(&mut byte) {
         Ok(1) => {}
@@ -150,31 +159,52 @@ fn init_main(plan: &ChildPlan<'_>) -> Result<Never, SetupFailure> {
     }
     let _ = nix::sys::prctl::set_name(c"ccos-init");
 
-    // The root file system.
-    mount::build_root_in_child(plan.mounts)?;
+    // The profile's part: the base of the root, and the network.
+    mount::build_base_in_child(plan.mounts)?;
     for &fd in &plan.bind_source_fds {
         // SAFETY: inherited from the parent for this process alone, and
-        // nothing here uses it once the root is built.
+        // nothing here uses it once the base of the root is built.
         drop(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
     }
-
-    // Host name and network.
-    nix::unistd::sethostname(plan.hostname).map_err(|e| failed("hostname", plan.hostname, e))?;
     if !plan.network_ready {
         net::configure_current(plan.network).map_err(|e| failed("network", "bringing lo up", e))?;
     }
 
+    // The run's part, when the parent sends it: the rest of the root, which
+    // we then enter, and the host name.
+    // SAFETY: the plan's sync fd is open in this process until it is
+    // closed below, after its last use.
+    let sync = unsafe { std::os::fd::BorrowedFd::borrow_raw(plan.sync_fd) };
+    let run = handover::receive(sync).map_err(|e| failed("wait_for_run", "receiving the run's part", e))?;
+    mount::finish_root_in_child(&run.part.mounts)?;
+    drop(run.trees);
+    nix::unistd::sethostname(&run.part.hostname).map_err(|e| failed("hostname", &run.part.hostname, e))?;
+
     // The jail's cgroup (v1), which the parent made meanwhile; then a
     // cgroup namespace rooted at it, so the jail sees its cgroup as "/".
     if plan.join_cgroup {
-        join_cgroup(plan.sync_fd)?;
+        join_cgroup(run.cgroup_files)?;
     }
     let _ = nix::unistd::close(plan.sync_fd);
     nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|e| failed("cgroup_namespace", "unshare", e))?;
 
     // The program.
-    let program =
-        sys::spawn_sharing_memory(&mut || exec_program(plan)).map_err(|e| failed("fork", "starting the program", e))?;
+    let strings = |items: Vec<String>, what: &str| {
+        items
+            .into_iter()
+            .map(|s| {
+                CString::new(s).map_err(|e| failed("exec", format!("the program's {what}"), std::io::Error::other(e)))
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let program = Program {
+        argv: strings(run.part.argv, "arguments")?,
+        env: strings(run.part.env, "environment")?,
+        path_var: run.part.path_var,
+        stdio: run.stdio.each_ref().map(|fd| fd.as_ref().map(std::os::fd::AsRawFd::as_raw_fd)),
+    };
+    let program = sys::spawn_sharing_memory(&mut || exec_program(plan, &program))
+        .map_err(|e| failed("fork", "starting the program", e))?;
     PROGRAM_PID.store(program.as_raw(), Ordering::Relaxed);
     // From now on only the program holds the set-up pipe: the parent reads
     // EOF exactly when its execve succeeded.
@@ -198,22 +228,14 @@ fn init_main(plan: &ChildPlan<'_>) -> Result<Never, SetupFailure> {
 /// into each `tasks` file the parent sent. A thread moving itself skips the
 /// global lock that moving another process by pid takes (an RCU grace
 /// period, about 10 ms); and the kernel checks the write against the
-/// opener's credentials, the parent's.
-fn join_cgroup(sync_fd: RawFd) -> Result<(), SetupFailure> {
-    // SAFETY: the plan's sync fd is open in this process until init_main
-    // closes it after this call.
-    let sock = unsafe { std::os::fd::BorrowedFd::borrow_raw(sync_fd) };
-    let mut tag = [0u8; 1];
-    let got = crate::fdpass::recv(sock, &mut tag, nix::sys::socket::MsgFlags::empty())
-        .map_err(|e| failed("cgroup", "receiving the cgroup's files", e))?;
-    if got.len == 0 || tag != *b"C" || got.fds.is_empty() {
+/// opener's credentials, the parent's, who sent them with the run's part.
+fn join_cgroup(files: Vec<std::fs::File>) -> Result<(), SetupFailure> {
+    if files.is_empty() {
         let gone = std::io::Error::from_raw_os_error(libc::EPIPE);
-        return Err(failed("cgroup", "the parent sent no cgroup files (did it die?)", gone));
+        return Err(failed("cgroup", "the parent sent no cgroup files", gone));
     }
-    for (i, fd) in got.fds.into_iter().enumerate() {
-        std::fs::File::from(fd)
-            .write_all(b"0")
-            .map_err(|e| failed("cgroup", format!("joining the jail's cgroup (hierarchy {i})"), e))?;
+    for (i, mut file) in files.into_iter().enumerate() {
+        file.write_all(b"0").map_err(|e| failed("cgroup", format!("joining the jail's cgroup (hierarchy {i})"), e))?;
     }
     Ok(())
 }
@@ -253,8 +275,8 @@ fn reap_until_program_ends(program: Pid) -> ChildMessage {
 
 /// The program's child: from init's privileges to none, then execve. It
 /// shares init's memory until then (see [`sys::spawn_sharing_memory`]).
-fn exec_program(plan: &ChildPlan<'_>) -> ! {
-    let failure = match drop_privileges_and_exec(plan) {
+fn exec_program(plan: &ChildPlan<'_>, program: &Program) -> ! {
+    let failure = match drop_privileges_and_exec(plan, program) {
         Ok(never) => match never {},
         Err(f) => f,
     };
@@ -262,7 +284,7 @@ fn exec_program(plan: &ChildPlan<'_>) -> ! {
     sys::exit_now(failure.exit_code)
 }
 
-fn drop_privileges_and_exec(plan: &ChildPlan<'_>) -> Result<Never, SetupFailure> {
+fn drop_privileges_and_exec(plan: &ChildPlan<'_>, run: &Program) -> Result<Never, SetupFailure> {
     // Nothing of init's signal handling, and a session of its own: no
     // controlling terminal, so TIOCSTI into the caller's terminal fails.
     sys::reset_signal_dispositions();
@@ -270,7 +292,7 @@ fn drop_privileges_and_exec(plan: &ChildPlan<'_>) -> Result<Never, SetupFailure>
     nix::unistd::setsid().map_err(|e| failed("session", "setsid", e))?;
 
     // The program's stdio.
-    for (target, fd) in plan.stdio.iter().enumerate() {
+    for (target, fd) in run.stdio.iter().enumerate() {
         if let Some(fd) = fd {
             sys::dup2(*fd, target as RawFd).map_err(|e| failed("stdio", format!("dup2 onto fd {target}"), e))?;
         }
@@ -301,7 +323,7 @@ fn drop_privileges_and_exec(plan: &ChildPlan<'_>) -> Result<Never, SetupFailure>
     nix::sys::prctl::set_no_new_privs().map_err(|e| failed("no_new_privs", "prctl", e))?;
 
     nix::unistd::chdir(plan.cwd).map_err(|e| failed("cwd", plan.cwd.display(), e))?;
-    let program = find_program(plan)?;
+    let program = find_program(run)?;
 
     // Every fd but stdio closes at execve; the set-up pipe stays usable
     // until then to report an exec failure.
@@ -310,7 +332,7 @@ fn drop_privileges_and_exec(plan: &ChildPlan<'_>) -> Result<Never, SetupFailure>
     // Seccomp last: everything above ran unfiltered.
     plan.seccomp.install().map_err(|e| failed("seccomp", "installing the filter", e))?;
 
-    let err = match nix::unistd::execve(&program, &plan.argv, &plan.env) {
+    let err = match nix::unistd::execve(&program, &run.argv, &run.env) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -325,8 +347,8 @@ fn drop_privileges_and_exec(plan: &ChildPlan<'_>) -> Result<Never, SetupFailure>
 
 /// Looks the program up on PATH when it has no `/`, like execvp, but with a
 /// precise error: exit code 127 and the name and PATH searched.
-fn find_program(plan: &ChildPlan<'_>) -> Result<CString, SetupFailure> {
-    let name = plan.argv[0].to_string_lossy().into_owned();
+fn find_program(program: &Program) -> Result<CString, SetupFailure> {
+    let name = program.argv[0].to_string_lossy().into_owned();
     let not_found = |detail: String| SetupFailure {
         step: "find_program".into(),
         message: detail,
@@ -335,17 +357,17 @@ fn find_program(plan: &ChildPlan<'_>) -> Result<CString, SetupFailure> {
     };
     if name.contains('/') {
         return if Path::new(&name).exists() {
-            Ok(plan.argv[0].clone())
+            Ok(program.argv[0].clone())
         } else {
             Err(not_found(format!("program {name} does not exist in the jail")))
         };
     }
-    for dir in plan.path_var.split(':').filter(|d| !d.is_empty()) {
+    for dir in program.path_var.split(':').filter(|d| !d.is_empty()) {
         let candidate = PathBuf::from(dir).join(&name);
         if nix::unistd::access(&candidate, nix::unistd::AccessFlags::X_OK).is_ok() && candidate.is_file() {
             return CString::new(candidate.into_os_string().into_encoded_bytes())
                 .map_err(|_| not_found(format!("program {name}: path has a NUL byte")));
         }
     }
-    Err(not_found(format!("program {name:?} not found in the jail (searched PATH={})", plan.path_var)))
+    Err(not_found(format!("program {name:?} not found in the jail (searched PATH={})", program.path_var)))
 }

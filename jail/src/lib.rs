@@ -16,6 +16,7 @@ pub mod cgroup;
 pub mod doctor;
 pub mod error;
 pub mod fdpass;
+mod handover;
 pub mod idmap;
 pub mod init;
 pub mod mount;

@@ -1,19 +1,25 @@
 //! The jail's root file system: planned in the parent, built in the child.
 //!
-//! [`plan`] turns a spec into a list of [`MountOp`]s and checks everything
-//! that can be checked before any namespace exists (bind sources exist,
-//! destinations are absolute), so a typo fails with its path, not as a
-//! mount error from inside the child. [`build_root_in_child`] then replays
-//! the list inside the new mount namespace:
+//! [`plan`] turns a profile's part of the root into a list of [`MountOp`]s,
+//! and [`plan_run`] a run's part (its host name's files, its binds and
+//! tmpfs); both check everything that can be checked before any namespace
+//! exists (bind sources exist, destinations are absolute), so a typo fails
+//! with its path, not as a mount error from inside the child. The child
+//! replays them inside its new mount namespace, in two steps, so that a jail
+//! can be made ahead of its run ([`crate::spawn::prepare`]):
 //!
+//! [`build_base_in_child`]:
 //! 1. make every mount private, so nothing propagates back to the host;
 //! 2. mount the jail's root, a tmpfs, over /tmp (ours only: the namespace
 //!    is private; nothing bound by path comes from the host's /tmp, and
 //!    the caller's binds come as trees the parent cloned);
-//! 3. replay the ops into it (host sources at their own paths);
-//! 4. pivot_root(".", ".") in it, which stacks the host tree on top of the
+//! 3. replay the profile's ops into it (host sources at their own paths).
+//!
+//! [`finish_root_in_child`]:
+//! 4. replay the run's ops;
+//! 5. pivot_root(".", ".") in it, which stacks the host tree on top of the
 //!    new root, and detach that: the host tree is gone in one unmount;
-//! 5. make / read-only. What is left is the tmpfs root, its binds, /proc,
+//! 6. make / read-only. What is left is the tmpfs root, its binds, /proc,
 //!    /dev and the tmpfs mounts, and nothing else of the host.
 
 use std::ffi::CString;
@@ -24,6 +30,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use serde::{Deserialize, Serialize};
 
 use crate::profile::{BindMount, NetworkMode, TmpfsMount};
 use crate::report::SetupFailure;
@@ -51,14 +58,14 @@ const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 const PROC_READ_ONLY: &[&str] = &["sys", "sysrq-trigger", "irq", "bus", "fs"];
 
 /// A bind source the parent cloned (see [`Plan::source_fds`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceTree {
     pub fd: RawFd,
     pub is_dir: bool,
 }
 
 /// What goes where. Paths in `dst`/`path` are inside the jail's root.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MountOp {
     /// Bind a host path (or, with `from_jail`, a path already in the jail).
     Bind {
@@ -111,11 +118,10 @@ pub enum MountError {
     RootDestination(PathBuf),
 }
 
-/// The inputs of [`plan`].
+/// The inputs of [`plan`]: the profile's part of the root.
 pub struct RootSpec<'a> {
     pub uid: u32,
     pub gid: u32,
-    pub hostname: &'a str,
     pub network: NetworkMode,
     pub tmp_size_bytes: u64,
     pub binds: &'a [BindMount],
@@ -155,11 +161,6 @@ pub fn plan(spec: &RootSpec<'_>) -> Result<Plan, MountError> {
     }
     ops.push(MountOp::File { path: "/etc/passwd".into(), contents: passwd(spec.uid, spec.gid).into_bytes() });
     ops.push(MountOp::File { path: "/etc/group".into(), contents: group(spec.gid).into_bytes() });
-    ops.push(MountOp::File { path: "/etc/hostname".into(), contents: format!("{}\n", spec.hostname).into_bytes() });
-    ops.push(MountOp::File {
-        path: "/etc/hosts".into(),
-        contents: format!("127.0.0.1\tlocalhost {h}\n::1\tlocalhost {h}\n", h = spec.hostname).into_bytes(),
-    });
     ops.push(MountOp::File {
         path: "/etc/nsswitch.conf".into(),
         contents: b"passwd: files\ngroup: files\nshadow: files\nhosts: files\n".to_vec(),
@@ -211,7 +212,33 @@ pub fn plan(spec: &RootSpec<'_>) -> Result<Plan, MountError> {
 
     ops.push(MountOp::Tmpfs { dst: "/tmp".into(), size_bytes: spec.tmp_size_bytes, mode: 0o1777 });
 
-    for b in spec.binds {
+    add_binds_and_tmpfs(&mut ops, &mut source_fds, spec.binds, spec.tmpfs)?;
+    Ok(Plan { ops, source_fds })
+}
+
+/// Plans a run's part of the root: the files naming its host, and its own
+/// binds and tmpfs, on top of (after) the profile's.
+pub fn plan_run(hostname: &str, binds: &[BindMount], tmpfs: &[TmpfsMount]) -> Result<Plan, MountError> {
+    let mut ops = vec![
+        MountOp::File { path: "/etc/hostname".into(), contents: format!("{hostname}\n").into_bytes() },
+        MountOp::File {
+            path: "/etc/hosts".into(),
+            contents: format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost {hostname}\n").into_bytes(),
+        },
+    ];
+    let mut source_fds = Vec::new();
+    add_binds_and_tmpfs(&mut ops, &mut source_fds, binds, tmpfs)?;
+    Ok(Plan { ops, source_fds })
+}
+
+/// Binds (each source cloned here, see [`Plan::source_fds`]) then tmpfs.
+fn add_binds_and_tmpfs(
+    ops: &mut Vec<MountOp>,
+    source_fds: &mut Vec<OwnedFd>,
+    binds: &[BindMount],
+    tmpfs: &[TmpfsMount],
+) -> Result<(), MountError> {
+    for b in binds {
         check_destination(&b.dst)?;
         let source = |e: io::Error| match e.kind() {
             io::ErrorKind::NotFound => MountError::MissingSource { src: b.src.clone(), dst: b.dst.clone() },
@@ -229,11 +256,11 @@ pub fn plan(spec: &RootSpec<'_>) -> Result<Plan, MountError> {
         });
         source_fds.push(fd);
     }
-    for t in spec.tmpfs {
+    for t in tmpfs {
         check_destination(&t.dst)?;
         ops.push(MountOp::Tmpfs { dst: t.dst.clone(), size_bytes: t.size_bytes, mode: 0o1777 });
     }
-    Ok(Plan { ops, source_fds })
+    Ok(())
 }
 
 /// A detached bind of `path` (following symlinks, as a bind does).
@@ -318,9 +345,10 @@ fn in_new_root(p: &Path) -> PathBuf {
     Path::new(NEW_ROOT).join(rel)
 }
 
-/// Builds the root and enters it. Runs inside the child, in its new mount
-/// and user namespaces, with the capabilities of that user namespace.
-pub fn build_root_in_child(ops: &[MountOp]) -> Result<(), SetupFailure> {
+/// Builds the profile's part of the root, not yet entered. Runs inside the
+/// child, in its new mount and user namespaces, with the capabilities of
+/// that user namespace.
+pub fn build_base_in_child(ops: &[MountOp]) -> Result<(), SetupFailure> {
     // 1. Nothing we mount may propagate back to the host's namespace.
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .map_err(|e| fail("mount", "making / private".into(), e))?;
@@ -328,15 +356,17 @@ pub fn build_root_in_child(ops: &[MountOp]) -> Result<(), SetupFailure> {
     // 2. The jail's root.
     mount_tmpfs(Path::new(NEW_ROOT), 4 << 20, 0o755)?;
 
-    // 3. The jail's root, from the plan, with modes exactly as given.
-    let umask = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
-    let mut dirs = Dirs::default();
-    for op in ops {
-        apply(op, &mut dirs)?;
-    }
-    nix::sys::stat::umask(umask);
+    // 3. The profile's part, with modes exactly as given.
+    apply_all(ops)
+}
 
-    // 4. Make the new root the root and let go of the host tree:
+/// Adds the run's part to the root [`build_base_in_child`] built, and
+/// enters it: from here on the host's tree is gone.
+pub fn finish_root_in_child(ops: &[MountOp]) -> Result<(), SetupFailure> {
+    // 4. The run's part.
+    apply_all(ops)?;
+
+    // 5. Make the new root the root and let go of the host tree:
     // pivot_root(".", ".") stacks the old root on top of the new one, and
     // detaching "." takes it off (pivot_root(2), "NOTES"; as runc does).
     nix::unistd::chdir(NEW_ROOT).map_err(|e| fail("mount", format!("chdir {NEW_ROOT}"), e))?;
@@ -344,9 +374,19 @@ pub fn build_root_in_child(ops: &[MountOp]) -> Result<(), SetupFailure> {
     umount2(".", MntFlags::MNT_DETACH).map_err(|e| fail("mount", "detaching the host's tree".into(), e))?;
     nix::unistd::chdir("/").map_err(|e| fail("mount", "chdir /".into(), e))?;
 
-    // 5. The root itself is read-only; /tmp, /dev/shm and rw binds are not.
+    // 6. The root itself is read-only; /tmp, /dev/shm and rw binds are not.
     sys::make_read_only(c"/", false).map_err(|e| fail("mount", "making / read-only".into(), e))?;
     Ok(())
+}
+
+/// Replays `ops` into the new root, under a umask of 0 (modes exactly as
+/// given).
+fn apply_all(ops: &[MountOp]) -> Result<(), SetupFailure> {
+    let umask = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    let mut dirs = Dirs::default();
+    let applied = ops.iter().try_for_each(|op| apply(op, &mut dirs));
+    nix::sys::stat::umask(umask);
+    applied
 }
 
 fn apply(op: &MountOp, dirs: &mut Dirs) -> Result<(), SetupFailure> {
@@ -509,15 +549,7 @@ mod tests {
     use super::*;
 
     fn spec<'a>(binds: &'a [BindMount], tmpfs: &'a [TmpfsMount]) -> RootSpec<'a> {
-        RootSpec {
-            uid: 1000,
-            gid: 1000,
-            hostname: "h",
-            network: NetworkMode::Loopback,
-            tmp_size_bytes: 1 << 20,
-            binds,
-            tmpfs,
-        }
+        RootSpec { uid: 1000, gid: 1000, network: NetworkMode::Loopback, tmp_size_bytes: 1 << 20, binds, tmpfs }
     }
 
     #[test]
@@ -559,6 +591,29 @@ mod tests {
         let bind = plan.ops.iter().find(|o| matches!(o, MountOp::Bind { dst, .. } if dst == Path::new("/tools")));
         let tree = SourceTree { fd, is_dir: true };
         assert!(matches!(bind, Some(MountOp::Bind { src_tree: Some(t), .. }) if *t == tree), "{bind:?}");
+    }
+
+    #[test]
+    fn a_runs_part_names_its_host_and_is_checked_like_the_profiles() {
+        let ops = plan_run("box", &[], &[TmpfsMount { dst: "/scratch".into(), size_bytes: 4096 }]).unwrap().ops;
+        let file = |name: &str| {
+            ops.iter().find_map(|o| match o {
+                MountOp::File { path, contents } if path == Path::new(name) => {
+                    Some(String::from_utf8_lossy(contents).into_owned())
+                }
+                _ => None,
+            })
+        };
+        assert_eq!(file("/etc/hostname").as_deref(), Some("box\n"));
+        assert!(file("/etc/hosts").is_some_and(|h| h.contains("localhost box")));
+        assert!(
+            matches!(ops.last(), Some(MountOp::Tmpfs { dst, size_bytes: 4096, .. }) if dst == Path::new("/scratch"))
+        );
+        let binds = [BindMount { src: "/nonexistent/ccos".into(), dst: "/work".into(), read_only: true }];
+        let e = plan_run("box", &binds, &[]).unwrap_err().to_string();
+        assert_eq!(e, "bind source /nonexistent/ccos does not exist (for /work)");
+        let binds = [BindMount { src: "/usr".into(), dst: "/".into(), read_only: true }];
+        assert!(plan_run("box", &binds, &[]).is_err());
     }
 
     #[test]
