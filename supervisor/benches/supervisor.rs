@@ -898,9 +898,16 @@ fn status_threads(pid: i32) -> u64 {
         .unwrap_or(0)
 }
 
-fn descendants(pid: i32) -> Vec<i32> {
+/// The processes of the spawner's jails: its descendants, but for the one
+/// jail it keeps made ahead for the next run (an init with no program yet;
+/// see supervisor/src/spawner/ready_jail.rs). Any other init without a
+/// child (a run ending, not yet reaped) counts.
+fn descendants(spawner: i32) -> Vec<i32> {
     let mut out = Vec::new();
-    let mut todo = children_of(pid);
+    let mut todo = children_of(spawner);
+    if let Some(i) = todo.iter().position(|&init| children_of(init).is_empty()) {
+        todo.remove(i);
+    }
     while let Some(p) = todo.pop() {
         out.push(p);
         todo.extend(children_of(p));

@@ -37,7 +37,8 @@ use crate::lifecycle::RunState;
 use crate::model::{
     Actor, AgentSpec, AuditEvent, BudgetPatch, CreateRunRequest, ExitReason, Message, Run, RunDefaults, RunExit, Usage,
 };
-use crate::spawner::{RunLimits, SpawnRequest, Spawned, SpawnerClient, SpawnerEvent, SpawnerEvents};
+use crate::spawner::protocol::ErrorKind;
+use crate::spawner::{RunLimits, SpawnRequest, Spawned, SpawnerClient, SpawnerError, SpawnerEvent, SpawnerEvents};
 use crate::store::{AuditFilter, Ingested, RunFilter, Store, StoreError, Transitioned, MAX_LIMIT};
 
 /// The `state_reason` of runs found live by a restarted supervisor.
@@ -529,7 +530,12 @@ impl Daemon {
                 let id = run_id.clone();
                 if let Ok(now) = self.db(move |store| store.get_run(&id)).await {
                     let followed = if now.state.is_terminal() {
-                        self.spawner.kill(&run_id).await
+                        // A jail already reaped (an agent that moved its run
+                        // to done and exited at once) needs no kill.
+                        self.spawner.kill(&run_id).await.or_else(|e| match e {
+                            SpawnerError::Refused { kind: ErrorKind::UnknownRun, .. } => Ok(()),
+                            e => Err(e),
+                        })
                     } else if now.state.is_paused() {
                         self.spawner.freeze(&run_id).await
                     } else {

@@ -24,7 +24,7 @@ use common::processes_marked;
 use ccos_jail::cgroup::CgroupConfig;
 use ccos_jail::{EndReason, Report};
 use ccos_supervisor::spawner::{
-    ErrorKind, SpawnRequest, Spawner, SpawnerClient, SpawnerConfig, SpawnerError, SpawnerEvent, SpawnerEvents,
+    Bind, ErrorKind, SpawnRequest, Spawner, SpawnerClient, SpawnerConfig, SpawnerError, SpawnerEvent, SpawnerEvents,
     SpawnerExit, SpawnerHandle,
 };
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -110,6 +110,7 @@ async fn run_all(
     tally.record("exit_code_stdout_stderr_and_a_real_pidfd", exit_code_stdout_stderr_and_a_real_pidfd(&mut t)).await;
     tally.record("missing_program_is_spawned_with_a_setup_failure", missing_program(&mut t)).await;
     tally.record("each_jail_has_a_network_of_its_own_with_only_lo", network_of_its_own(&mut t)).await;
+    tally.record("a_jail_made_ahead_serves_the_next_run_as_a_fresh_one_would", jail_made_ahead(&mut t)).await;
     tally.record("kill_ends_a_sleeping_run", kill_ends_a_sleeping_run(&mut t)).await;
     tally.record("signal_is_passed_on_to_the_program", signal_is_passed_on(&mut t)).await;
     tally.record("freeze_stops_a_counter_and_thaw_resumes_it", freeze_and_thaw(&mut t)).await;
@@ -340,6 +341,64 @@ async fn network_of_its_own(t: &mut Ctx) -> Outcome {
         seen.push(namespace);
     }
     drop(host_listener);
+    Ok(())
+}
+
+/// The spawner's children that are not a live run's init: the jail it made
+/// ahead for the next run.
+fn spare_inits(t: &Ctx, live: &[i32]) -> Vec<i32> {
+    let children = std::fs::read_to_string(format!("/proc/{}/task/{}/children", t.spawner, t.spawner));
+    children
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .filter(|p| !live.contains(p))
+        .collect()
+}
+
+/// After a run, the spawner makes a jail like it ahead of the next one. The
+/// next run must start in it (the same init) and find exactly what a fresh
+/// jail gives: its own binds and host name, no host files, no privileges,
+/// and a time limit counted from its start, not from the making; a run of
+/// another profile gets a fresh jail, and the one made ahead is ended.
+async fn jail_made_ahead(t: &mut Ctx) -> Outcome {
+    t.client.spawn(request(t, "ahead-1", sh("true"))).await.map_err(|e| e.to_string())?;
+    t.exits.wait("ahead-1", Duration::from_secs(20)).await?;
+    check!(eventually(Duration::from_secs(5), || spare_inits(t, &[]).len() == 1).await, "no jail made ahead");
+    let ready = spare_inits(t, &[])[0];
+    // Longer than the run's time limit: it must count from the start.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let input = t.dir.join("ahead-input");
+    std::fs::write(&input, "bound for ahead-2\n").map_err(|e| e.to_string())?;
+    let script = "cat /work/input; hostname; id -u; grep -E '^(CapEff|Seccomp|NoNewPrivs):' /proc/self/status; \
+                  ls /home /root /etc/shadow 2>&1 | wc -l; sleep 0.5; echo done";
+    let mut req = request(t, "ahead-2", sh(script));
+    req.hostname = Some("made-ahead".into());
+    req.binds.push(Bind { src: input, dst: "/work/input".into(), read_only: true });
+    req.limits.time_limit_secs = Some(1.0);
+    let spawned = t.client.spawn(req).await.map_err(|e| e.to_string())?;
+    check!(spawned.pid.as_raw() == ready, "run ahead-2 has init {}, not the one made ahead ({ready})", spawned.pid);
+    let report = t.exits.wait("ahead-2", Duration::from_secs(20)).await?;
+    let (out, err) = (read(&t.dir.join("ahead-2.out")), read(&t.dir.join("ahead-2.err")));
+    check!(report.exit_code == Some(0) && report.reason == EndReason::Exited, "{report:?}\n{out}\n{err}");
+    // Its bind, its host name, uid 1000, no capabilities, no_new_privs,
+    // seccomp, and none of /home, /root, /etc/shadow (3 errors from ls).
+    let expected =
+        "bound for ahead-2\nmade-ahead\n1000\nCapEff:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\n3\ndone\n";
+    check!(out == expected, "output:\n{out}\nwanted:\n{expected}\nstderr:\n{err}");
+
+    // Another profile: a fresh jail; the one made ahead for `default` goes.
+    check!(eventually(Duration::from_secs(5), || spare_inits(t, &[]).len() == 1).await, "no jail made ahead");
+    let ready = spare_inits(t, &[])[0];
+    let mut req = request(t, "ahead-3", vec!["/bin/true".into()]);
+    req.profile = "strict".into();
+    let spawned = t.client.spawn(req).await.map_err(|e| e.to_string())?;
+    check!(spawned.pid.as_raw() != ready, "a strict run started in the jail made ahead for default");
+    let report = t.exits.wait("ahead-3", Duration::from_secs(20)).await?;
+    check!(report.exit_code == Some(0), "{report:?}");
+    let gone = std::fs::metadata(format!("/proc/{ready}")).is_err();
+    check!(gone, "the jail made ahead for another profile (init {ready}) is still there");
     Ok(())
 }
 

@@ -32,6 +32,7 @@
 pub mod client;
 pub mod profile_set;
 pub mod protocol;
+mod ready_jail;
 mod server;
 mod sys;
 

@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ccos_jail::cgroup::{self, Cgroups};
+use ccos_jail::cgroup::{self, CgroupLimits, Cgroups};
 use ccos_jail::profile::{BindMount, Limits, NetworkMode};
 use ccos_jail::{EndReason, Jail, JailSpec, Profile};
 use nix::errno::Errno;
@@ -37,6 +37,7 @@ use ccos_jail::fdpass;
 use ccos_jail::net::PreparedNetwork;
 use ccos_jail::spawn::CgroupSource;
 
+use super::ready_jail::ReadyJail;
 use super::{profile_set, sys, SpawnerConfig};
 
 /// Run groups are `run-<spawner pid>-<run id>`: the pid says whose they
@@ -72,6 +73,9 @@ pub(super) fn run(sock: OwnedFd, config: &SpawnerConfig, daemon: Pid) -> ! {
                 spare_network: None,
                 network_mode: NetworkMode::Loopback,
                 spare_network_failed: false,
+                ready_jail: None,
+                next_run: None,
+                ready_jails_made: 0,
             };
             let ready = Reply::Ready { pid: server.me.as_raw(), cgroup: server.cgroups.mode(), removed_stale };
             server.queue(None, ready, None);
@@ -135,6 +139,12 @@ struct Server {
     network_mode: NetworkMode,
     /// Set when making one failed: jails then make their own at clone.
     spare_network_failed: bool,
+    /// A jail made ahead for the next run (see [`ReadyJail`]), like the
+    /// last run: its profile (as asked for), network mode and limits.
+    ready_jail: Option<ReadyJail>,
+    next_run: Option<(String, NetworkMode, CgroupLimits)>,
+    /// Names the ready jails' cgroups: `run-<me>-ahead-<n>`.
+    ready_jails_made: u64,
 }
 
 impl Server {
@@ -205,7 +215,9 @@ impl Server {
             if let Err(why) = self.flush() {
                 break why;
             }
-            // Replies are out: time to make the next jail's network.
+            // Replies are out: time to make the next jail, and a network
+            // for one made from scratch.
+            self.prepare_ready_jail();
             self.prepare_network();
             let ready = match self.wait(true) {
                 Ok(ready) => ready,
@@ -243,6 +255,29 @@ impl Server {
                 eprintln!("ccos-spawner: making a network namespace ahead failed ({e}); jails make their own");
                 self.spare_network_failed = true;
             }
+        }
+    }
+
+    /// Makes a jail for the next run if there is none, like the last run.
+    /// A failure is logged and not retried until the next run.
+    fn prepare_ready_jail(&mut self) {
+        if self.ready_jail.is_some() {
+            return;
+        }
+        let Some((name, network, limits)) = self.next_run.take() else {
+            return;
+        };
+        let Ok(profile) = self.profile(&name) else {
+            return;
+        };
+        self.ready_jails_made += 1;
+        let group = format!("{CGROUP_PREFIX}{}-ahead-{}", self.me, self.ready_jails_made);
+        match ReadyJail::make(&profile, network, &self.cgroups, &group, limits) {
+            Ok(ready) => {
+                self.ready_jail = Some(ready);
+                self.next_run = Some((name, network, limits));
+            }
+            Err(e) => eprintln!("ccos-spawner: making a jail ahead for profile {name} failed ({e}); the next run's is made from scratch"),
         }
     }
 
@@ -427,22 +462,32 @@ impl Server {
             req.binds.into_iter().map(|b| BindMount { src: b.src, dst: b.dst, read_only: b.read_only }).collect();
         spec.hostname = req.hostname;
         spec.network = req.network;
-        self.network_mode = spec.network();
-        spec.network_ready = self.spare_network.take_if(|n| n.mode() == self.network_mode);
         spec.limits =
             Limits { memory_bytes: req.limits.memory_bytes, pids: req.limits.pids, cpus: req.limits.cpus, time_limit };
         spec.stdin = Some(open_input(req.stdin_path.as_deref())?);
         spec.stdout = Some(open_output(req.stdout_path.as_deref(), "stdout")?);
         spec.stderr = Some(open_output(req.stderr_path.as_deref(), "stderr")?);
 
-        // The jail in its own cgroup, which the jail library makes (on v1
-        // while the jail builds its root). The time limit counts from here,
-        // as the jail library's own does from its clone.
-        let name = format!("{CGROUP_PREFIX}{}-{}", self.me, req.run_id);
+        // The jail made ahead, if it fits this run (it is dropped if not);
+        // else one made now, in its own cgroup, which the jail library
+        // makes (on v1 while the jail builds its root). The time limit
+        // counts from here, as the jail library's own does from its start.
         let limits = ccos_jail::spawn::cgroup_limits(&spec.limits());
         let deadline = spec.limits().time_limit.map(|t| Instant::now() + t);
-        let cgroup = CgroupSource::Make { cgroups: &self.cgroups, name: &name, limits };
-        let mut jail = ccos_jail::spawn(&spec, cgroup).map_err(spawn_refusal)?;
+        let network = spec.network();
+        self.next_run = Some((req.profile.clone(), network, limits));
+        let ready = self.ready_jail.take().filter(|r| r.fits(&spec.profile, network, &limits));
+        let made = match ready {
+            Some(ready) => ready.start(&spec, &limits),
+            None => {
+                self.network_mode = network;
+                spec.network_ready = self.spare_network.take_if(|n| n.mode() == network);
+                let name = format!("{CGROUP_PREFIX}{}-{}", self.me, req.run_id);
+                let cgroup = CgroupSource::Make { cgroups: &self.cgroups, name: &name, limits };
+                ccos_jail::spawn(&spec, cgroup)
+            }
+        };
+        let mut jail = made.map_err(spawn_refusal)?;
         drop(spec);
 
         // The daemon gets its own copy of the pidfd: the spawner's stays
@@ -493,6 +538,8 @@ impl Server {
             .collect();
         self.profiles = loaded.into_iter().map(|(name, p)| (name, Arc::new(p))).collect();
         self.profiles_loaded = true;
+        // Made with a profile of the old set.
+        self.ready_jail = None;
         Ok(Reply::Profiles { profiles })
     }
 
@@ -585,6 +632,9 @@ impl Server {
     /// `keep_on_exit` stay their parent until they end. Returns the exit
     /// code.
     fn shut_down(mut self, why: &str) -> i32 {
+        // Killed, reaped and its cgroup removed (the process exits without
+        // running destructors).
+        self.ready_jail = None;
         if self.jails.is_empty() {
             return 0;
         }
