@@ -677,6 +677,19 @@ fn write_skills(dir: &Path) {
     std::fs::write(dir.join("typed.toml"), skill("typed", typed, 10, schema)).unwrap();
 }
 
+/// The daemon with the skills of [`write_skills`] in `dir`/skills.
+fn daemon_with_skills(dir: &Path) -> Daemon {
+    let skills = dir.join("skills");
+    write_skills(&skills);
+    Daemon(DaemonProcess::start_with(
+        dir,
+        |c| {
+            c.arg("--capabilities").arg(&skills);
+        },
+        pings,
+    ))
+}
+
 #[test]
 fn command_skills_run_in_their_own_jails_and_fail_cleanly() {
     if !root_or_skip("command_skills_run_in_their_own_jails_and_fail_cleanly") {
@@ -684,15 +697,7 @@ fn command_skills_run_in_their_own_jails_and_fail_cleanly() {
     }
     let _serial = lock();
     let dir = tempfile::tempdir().unwrap();
-    let skills = dir.path().join("skills");
-    write_skills(&skills);
-    let d = Daemon(DaemonProcess::start_with(
-        dir.path(),
-        |c| {
-            c.arg("--capabilities").arg(&skills);
-        },
-        pings,
-    ));
+    let d = daemon_with_skills(dir.path());
     let listed = d.get("/v1/capabilities")["capabilities"].clone();
     let ids: Vec<&str> = listed.as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
     for id in ["chat.send", "run.note", "echo.run", "fail.run", "slow.run", "noise.run", "typed.run"] {
@@ -745,15 +750,7 @@ fn a_call_whose_agent_hangs_up_still_ends_and_is_audited() {
     }
     let _serial = lock();
     let dir = tempfile::tempdir().unwrap();
-    let skills = dir.path().join("skills");
-    write_skills(&skills);
-    let d = Daemon(DaemonProcess::start_with(
-        dir.path(),
-        |c| {
-            c.arg("--capabilities").arg(&skills);
-        },
-        pings,
-    ));
+    let d = daemon_with_skills(dir.path());
     // The agent sends a call to the slow skill (a command limited to 1 s)
     // and hangs up while it runs. The call is a step already taken and
     // audited as begun: it must still end, its result audited, its
