@@ -12,9 +12,10 @@ import statistics
 import sys
 
 FLOOR = "true"  # /bin/true through the same wrapper as the jails
-ORDER = ["ccos-jail", "bwrap", "crun", "crun, no cgroup", "unshare", "true", "true, bare"]
+ORDER = ["ccos-jail", "ccos-jail, dynamic", "bwrap", "crun", "crun, no cgroup", "unshare", "true", "true, bare"]
 WHAT = {
-    "ccos-jail": "ccos-jail run -- /bin/true, default profile",
+    "ccos-jail": "ccos-jail run -- /bin/true, default profile; statically linked (jail/build-static.sh)",
+    "ccos-jail, dynamic": "the same, dynamically linked, as `cargo build` makes it",
     "bwrap": "bwrap --unshare-all, ro binds, --proc, --dev, --tmpfs /tmp, --cap-drop ALL, seccomp denylist",
     "crun": "crun run of an equivalent OCI bundle (cgroupfs: a cgroup in every v1 hierarchy)",
     "crun, no cgroup": "the same, crun --cgroup-manager=disabled",
@@ -100,12 +101,14 @@ def main():
                       f"{r['min']:.2f}", net, f"{r['user'] + r['system']:.2f}"])
 
     ratios = []
-    if "ccos-jail" in rows:
-        j = rows["ccos-jail"]["median"]
+    for jail in ("ccos-jail", "ccos-jail, dynamic"):
+        if jail not in rows:
+            continue
+        j = rows[jail]["median"]
         for other in ("bwrap", "crun", "crun, no cgroup"):
             if other in rows:
                 o = rows[other]["median"]
-                ratios.append((f"ccos-jail / {other}", ratio(j, o), ratio(j - floor, o - floor)))
+                ratios.append((f"{jail} / {other}", ratio(j, o), ratio(j - floor, o - floor)))
 
     # Terminal.
     widths = [max(len(header[i]), *(len(t[i]) for t in table)) for i in range(len(header))]
@@ -118,7 +121,7 @@ def main():
     if ratios:
         print("ratio of medians (raw / minus floor):")
         for name, raw, net in ratios:
-            print(f"  {name:<28} {raw:>7}  {net:>7}")
+            print(f"  {name:<37} {raw:>7}  {net:>7}")
     else:
         print("no ccos-jail row: no ratios")
     print()

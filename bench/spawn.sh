@@ -9,7 +9,10 @@
 #   ROUNDS=4                 the runs are split into this many hyperfine
 #                            rounds, each in another order (see below)
 #   CCOS_JAIL=PATH           time this binary instead of building
-#                            target/release/ccos-jail
+#                            ccos-jail (statically linked, jail/build-static.sh)
+#   CCOS_JAIL_DYNAMIC=PATH   with CCOS_JAIL: also time this one, as the row
+#                            "ccos-jail, dynamic" (built by default:
+#                            target/release/ccos-jail from `cargo build`)
 #   CCOS_BENCH_REQUIRE_JAIL=1  fail (instead of leaving the row out) when
 #                            ccos-jail does not build or does not run
 #   CCOS_BENCH_OFFLINE=1     no apt-get, `cargo build --offline`
@@ -64,18 +67,24 @@ if [[ -z ${CCOS_BENCH_IN_NS:-} ]]; then
         apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
     fi
 
-    # ccos-jail, unless a binary was given.
+    # ccos-jail, unless a binary was given: statically linked, as the
+    # README says to install it (jail/build-static.sh), and the
+    # dynamically linked one `cargo build` makes, timed as a row of its own.
+    offline=()
+    [[ -z ${CCOS_BENCH_OFFLINE:-} ]] || offline=(--offline)
     if [[ -z ${CCOS_JAIL:-} ]]; then
-        CCOS_JAIL=$ROOT/target/release/ccos-jail
-        offline=()
-        [[ -z ${CCOS_BENCH_OFFLINE:-} ]] || offline=(--offline)
-        log "cargo build --release -p ccos-jail ${offline[*]}"
-        if ! (cd "$ROOT" && cargo build --release -p ccos-jail "${offline[@]}"); then
+        log "jail/build-static.sh ${offline[*]}"
+        if CCOS_JAIL=$("$ROOT/jail/build-static.sh" "${offline[@]}" | tail -n 1); then
+            log "cargo build --release -p ccos-jail ${offline[*]}"
+            (cd "$ROOT" && cargo build --release -p ccos-jail "${offline[@]}") &&
+                CCOS_JAIL_DYNAMIC=$ROOT/target/release/ccos-jail
+        else
             [[ -z ${CCOS_BENCH_REQUIRE_JAIL:-} ]] || die "ccos-jail does not build"
             log "ccos-jail does not build: its row is left out"
             CCOS_JAIL=
         fi
     fi
+    export CCOS_JAIL_DYNAMIC=${CCOS_JAIL_DYNAMIC:-}
     export CCOS_JAIL RUNS WARMUP
 
     # crun (1.8) refuses a hybrid cgroup host whose v2 hierarchy holds a
@@ -169,6 +178,8 @@ BWRAP+=(--seccomp 3)
 
 JAIL=()
 [[ -n $CCOS_JAIL ]] && JAIL=("$CCOS_JAIL" run --)
+JAIL_DYNAMIC=()
+[[ -n $CCOS_JAIL && -n $CCOS_JAIL_DYNAMIC ]] && JAIL_DYNAMIC=("$CCOS_JAIL_DYNAMIC" run --)
 CRUN_PRE=(crun run)
 CRUN_NOCG_PRE=(crun --cgroup-manager=disabled run)
 CRUN=("${CRUN_PRE[@]}" --bundle "$WORK/crun" "$CRUN_ID")
@@ -242,6 +253,10 @@ if ((${#JAIL[@]})) && ! run_check ccos-jail "${JAIL[@]}"; then
     log "ccos-jail does not run: its row is left out"
     JAIL=()
 fi
+if ((${#JAIL_DYNAMIC[@]})) && ! run_check ccos-jail-dynamic "${JAIL_DYNAMIC[@]}"; then
+    log "the dynamically linked ccos-jail does not run: its row is left out"
+    JAIL_DYNAMIC=()
+fi
 run_check bwrap "${BWRAP[@]}" || die "bwrap fails"
 crun_check crun "$CRUN_ID" "${CRUN_PRE[@]}" || die "crun fails"
 crun_check crun-nocgroup "$CRUN_ID_NOCG" "${CRUN_NOCG_PRE[@]}" || die "crun --cgroup-manager=disabled fails"
@@ -260,6 +275,7 @@ q() {
 }
 cmds=()
 ((${#JAIL[@]})) && cmds+=(-n ccos-jail "$(q "${WRAP[@]}" "${JAIL[@]}" /bin/true)")
+((${#JAIL_DYNAMIC[@]})) && cmds+=(-n "ccos-jail, dynamic" "$(q "${WRAP[@]}" "${JAIL_DYNAMIC[@]}" /bin/true)")
 cmds+=(
     -n bwrap "$(q "${WRAP[@]}" "${BWRAP[@]}" /bin/true)"
     -n crun "$(q "${WRAP[@]}" "${CRUN[@]}")"
