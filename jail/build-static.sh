@@ -6,8 +6,9 @@
 # Why: each `ccos-jail run` is a fresh process, and a dynamically linked one
 # spends part of its start in the dynamic loader and in libgcc_s's
 # constructor, both of which probe the CPU with CPUID; under a hypervisor
-# every CPUID traps, and this costs about 0.6 ms per run on the project's VM
-# (README, "Speed"). Statically linked, only glibc's own probe is left.
+# every CPUID traps: in paired runs on the project's VM the static build was
+# 0.1-0.8 ms faster per run, about 0.35 ms in the median pair (README,
+# "Speed"). Statically linked, only glibc's own probe is left.
 #
 # Why not in `cargo build`: the flag that links the C runtime statically
 # (`-C target-feature=+crt-static`) cannot be set for one binary in a
