@@ -82,6 +82,8 @@ pub struct Jail {
     /// The jail's cgroup: limits, accounting, and a kill that reaches every
     /// process of the jail. Removed when the jail is reaped.
     cgroup: Option<Cgroup>,
+    /// Whether the report reads the cgroup's usage and events.
+    account: bool,
     /// Held until the jail is reaped: its outside ids are not reused before.
     _ids: IdRange,
 }
@@ -267,6 +269,7 @@ pub fn prepare<'a>(
             setup_failure: None,
             ended_by_us: None,
             cgroup,
+            account: true,
             _ids: ids,
         }),
         sync: sync_parent,
@@ -410,6 +413,18 @@ impl Jail {
         self.setup_failure.as_ref()
     }
 
+    /// Leaves the cgroup's usage and events out of the report, for a caller
+    /// that uses only the exit status (`ccos-jail run` without
+    /// --report-json): on cgroup v1 that is eight files in three
+    /// hierarchies, each opened and read in about 30 us, on the way out of
+    /// every run (measured: 0.4-0.5 ms less per `ccos-jail run`). The
+    /// report's `cpu_secs` then comes from rusage (the processes init
+    /// reaped), its peaks are `None`, and an end by the OOM killer or the
+    /// pids limit reads as `Signalled` or `Exited`.
+    pub fn skip_accounting(&mut self) {
+        self.account = false;
+    }
+
     /// Sends `signal` to the jail's init, which passes it on to the program.
     pub fn signal(&self, signal: Signal) -> Result<(), Error> {
         nix::sys::signal::kill(self.pid, signal).map_err(|e| Error::os(format!("signalling jail pid {}", self.pid), e))
@@ -500,10 +515,9 @@ impl Jail {
         // reaped; its counters are the better account where there is one.
         let (usage, events) = match self.cgroup.take() {
             Some(cg) => {
-                let usage = cg.usage().ok();
-                let events = cg.events().ok();
+                let read = self.account.then(|| (cg.usage().ok(), cg.events().ok()));
                 let _ = cg.remove();
-                (usage, events)
+                read.unwrap_or((None, None))
             }
             None => (None, None),
         };

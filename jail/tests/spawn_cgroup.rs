@@ -30,6 +30,7 @@ fn main() {
     }
     for (label, cgroups) in &backends {
         the_group_holds_init_and_program_and_goes_with_the_jail(label, cgroups);
+        without_accounting_the_report_has_no_usage_and_the_group_still_goes(label, cgroups);
         a_request_the_kernel_would_refuse_fails_before_clone(label, cgroups);
         a_taken_name_fails_kills_the_child_and_keeps_the_group(label, cgroups);
         eprintln!("spawn_cgroup: {label} ({}): ok", cgroups.mode());
@@ -74,6 +75,23 @@ fn the_group_holds_init_and_program_and_goes_with_the_jail(label: &str, cgroups:
     if cgroups.mode() == Mode::V1 {
         assert!(report.memory_peak_bytes.is_some_and(|b| b > 0), "{label}: {report:?}");
     }
+    for dir in group_dirs(cgroups, &name) {
+        assert!(!dir.exists(), "{label}: {} is left", dir.display());
+    }
+    assert_no_children(case);
+}
+
+fn without_accounting_the_report_has_no_usage_and_the_group_still_goes(label: &str, cgroups: &Cgroups) {
+    let case = "noacct";
+    let name = name(case, label);
+    let limits = CgroupLimits::default();
+    let mut jail = ccos_jail::spawn(&spec("exit 4"), CgroupSource::Make { cgroups, name: &name, limits }).unwrap();
+    assert!(jail.setup_failure().is_none(), "{label}: {:?}", jail.setup_failure());
+    jail.skip_accounting();
+    let report = jail.wait(None).unwrap();
+    assert_eq!((report.reason, report.exit_code), (EndReason::Exited, Some(4)), "{label}: {report:?}");
+    assert_eq!((report.memory_peak_bytes, report.pids_peak), (None, None), "{label}: usage was read: {report:?}");
+    assert!(report.cpu_secs >= 0.0, "{label}: {report:?}");
     for dir in group_dirs(cgroups, &name) {
         assert!(!dir.exists(), "{label}: {} is left", dir.display());
     }

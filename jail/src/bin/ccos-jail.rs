@@ -217,7 +217,11 @@ fn run(args: RunArgs) -> Result<u8> {
     let cgroup_ms = cgroup_started.elapsed().as_secs_f64() * 1e3;
     let name = format!("{CGROUP_PREFIX}{}", std::process::id());
     let limits = ccos_jail::spawn::cgroup_limits(&spec.limits());
-    let jail = ccos_jail::spawn(&spec, CgroupSource::Make { cgroups: &cgroups, name: &name, limits })?;
+    let mut jail = ccos_jail::spawn(&spec, CgroupSource::Make { cgroups: &cgroups, name: &name, limits })?;
+    if args.report_json.is_none() {
+        // Only the exit status is wanted.
+        jail.skip_accounting();
+    }
     // While the program runs: nothing waits on this.
     remove_stale_groups(&cgroups);
     if let Some(failure) = jail.setup_failure() {
