@@ -111,6 +111,48 @@ fn a_killed_ccos_jail_leaves_a_group_the_next_run_removes() {
     assert!(!jail_groups().iter().any(|g| g.ends_with(&name)), "stale {name} still there: {:?}", jail_groups());
 }
 
+/// On v1, the hierarchies a `ccos-jail run` puts its jail in: those of its
+/// limits, cpuacct only when a report wants its CPU time, never the freezer.
+#[test]
+fn a_run_is_put_only_in_the_v1_hierarchies_it_uses() {
+    if !require_root() {
+        return;
+    }
+    let in_hierarchy = |h: &str, name: &str| std::path::Path::new(&format!("/sys/fs/cgroup/{h}/ccos/{name}")).is_dir();
+    if !std::path::Path::new("/sys/fs/cgroup/memory/ccos").is_dir() {
+        eprintln!("no cgroup v1 memory hierarchy here (v2): nothing to check");
+        return;
+    }
+    let report = std::env::temp_dir().join(format!("ccos-hierarchies-{}.json", std::process::id()));
+    for with_report in [false, true] {
+        let arg = format!("{}.{:06}", 620 + with_report as u32, std::process::id());
+        let mut args = vec!["run"];
+        if with_report {
+            args.extend(["--report-json", report.to_str().unwrap()]);
+        }
+        args.extend(["--", "/bin/sleep", &arg]);
+        let mut child = KillOnDrop(std::process::Command::new(JAIL).args(&args).spawn().unwrap());
+        let name = format!("jail-{}", child.0.id());
+        assert!(wait_for(5.0, || pids_with_marker(&arg).len() >= 2), "the jail did not start");
+        let present: Vec<&str> =
+            ["memory", "pids", "cpu", "cpuacct", "freezer"].into_iter().filter(|h| in_hierarchy(h, &name)).collect();
+        child.0.kill().unwrap();
+        child.0.wait().unwrap();
+        for h in ["memory", "pids"] {
+            assert!(present.contains(&h), "report {with_report}: not in {h}: {present:?}");
+        }
+        assert!(!present.contains(&"freezer"), "report {with_report}: in the freezer: {present:?}");
+        // cpu and cpuacct may be one hierarchy (cpu,cpuacct); only when
+        // they are apart does cpuacct tell.
+        if !std::path::Path::new("/sys/fs/cgroup/cpuacct").is_symlink() {
+            assert_eq!(present.contains(&"cpuacct"), with_report, "report {with_report}: {present:?}");
+        }
+    }
+    let _ = std::fs::remove_file(&report);
+    // The groups of the killed runs go with the next run.
+    assert!(run_jail(&["--", "/bin/true"]).status.success());
+}
+
 #[test]
 fn no_group_is_left_after_100_runs() {
     if !require_root() {

@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use ccos_jail::cgroup::{self, CgroupConfig, Cgroups};
+use ccos_jail::cgroup::{self, CgroupConfig, Cgroups, Controller};
 use ccos_jail::profile::{BindMount, Limits, NetworkMode, TmpfsMount};
 use ccos_jail::spawn::CgroupSource;
 
@@ -213,7 +213,15 @@ fn run(args: RunArgs) -> Result<u8> {
         SignalFd::with_flags(&forwarded, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).context("signalfd")?;
 
     let cgroup_started = std::time::Instant::now();
-    let cgroups = Cgroups::open(&cgroup::detect(&args.cgroups.config())?)?;
+    let detection = cgroup::detect(&args.cgroups.config())?;
+    // On v1, only the hierarchies this run uses: the limits', and cpuacct
+    // for a report's CPU time. Never the freezer: nothing here pauses a jail,
+    // and a kill reaches every process through the jail's pid namespace.
+    let mut wanted = vec![Controller::Memory, Controller::Pids, Controller::Cpu];
+    if args.report_json.is_some() {
+        wanted.push(Controller::Cpuacct);
+    }
+    let cgroups = Cgroups::open(&detection.with_hierarchies_of(&wanted))?;
     let cgroup_ms = cgroup_started.elapsed().as_secs_f64() * 1e3;
     let name = format!("{CGROUP_PREFIX}{}", std::process::id());
     let limits = ccos_jail::spawn::cgroup_limits(&spec.limits());
@@ -222,8 +230,11 @@ fn run(args: RunArgs) -> Result<u8> {
         // Only the exit status is wanted.
         jail.skip_accounting();
     }
-    // While the program runs: nothing waits on this.
-    remove_stale_groups(&cgroups);
+    // While the program runs (nothing waits on this), in every hierarchy:
+    // a run that asked for a report had a group in cpuacct too.
+    if let Ok(all) = Cgroups::open(&detection) {
+        remove_stale_groups(&all);
+    }
     if let Some(failure) = jail.setup_failure() {
         eprintln!("ccos-jail: {failure}");
     }

@@ -99,6 +99,20 @@ impl Detection {
     pub fn delegated(&self) -> bool {
         matches!(self.layout, Layout::V2 { delegation: Some(_), .. })
     }
+
+    /// The same, less the v1 hierarchies that hold none of `wanted`: groups
+    /// made from it are not put in those (on v1 every hierarchy costs a
+    /// mkdir, a join and an rmdir per jail). The same on v2, where one
+    /// group has every controller.
+    pub fn with_hierarchies_of(&self, wanted: &[Controller]) -> Detection {
+        let mut out = self.clone();
+        if let Layout::V1 { hierarchies, .. } = &mut out.layout {
+            hierarchies.retain(|h| h.controllers.iter().any(|c| wanted.contains(c)));
+            let kept = |c: &Controller| hierarchies.iter().any(|h| h.controllers.contains(c));
+            out.available.retain(kept);
+        }
+        out
+    }
 }
 
 pub fn detect(config: &CgroupConfig) -> Result<Detection> {
@@ -362,6 +376,23 @@ mod tests {
         );
         let m = parse::mountinfo(HYBRID);
         assert_eq!(v2_mount(&m).unwrap().mount_point, Path::new("/sys/fs/cgroup/unified"));
+    }
+
+    #[test]
+    fn a_detection_narrowed_to_some_controllers_keeps_only_their_hierarchies() {
+        use Controller::*;
+        let hs = v1_hierarchies(&parse::mountinfo(HYBRID));
+        let d = detect_v1(&CgroupConfig::default(), hs, "test".into()).unwrap();
+        let narrowed = d.with_hierarchies_of(&[Memory, Pids, Cpu]);
+        let Layout::V1 { hierarchies, .. } = &narrowed.layout else { panic!("not v1: {narrowed:?}") };
+        let mounts: Vec<&Path> = hierarchies.iter().map(|h| h.mount.as_path()).collect();
+        assert_eq!(mounts, ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids"].map(Path::new));
+        assert_eq!(narrowed.available, vec![Memory, Pids, Cpu]);
+        assert_eq!(narrowed.missing, d.missing, "left out is not missing");
+        // A shared cpu,cpuacct hierarchy stays for either controller.
+        let text = "32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n";
+        let d = detect_v1(&CgroupConfig::default(), v1_hierarchies(&parse::mountinfo(text)), "test".into()).unwrap();
+        assert_eq!(d.with_hierarchies_of(&[Cpu]), d);
     }
 
     #[test]
