@@ -31,6 +31,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{Gid, Pid, Uid};
 
 use crate::mount::{self, MountOp};
+use crate::placement::CpuPlacement;
 use crate::profile::{NetworkMode, Rlimit};
 use crate::report::{ChildMessage, SetupFailure};
 use crate::seccomp::CompiledSeccomp;
@@ -67,6 +68,9 @@ pub struct ChildPlan<'a> {
     /// the run's part) before forking the program. On v2 clone3 placed the
     /// child.
     pub join_cgroup: bool,
+    /// The caller's CPUs, given back once released (the parent kept us off
+    /// its own CPU until then: see [`crate::placement`]).
+    pub cpus: Option<CpuPlacement>,
 }
 
 /// The program to start, from the run's part.
@@ -138,6 +142,9 @@ fn init_main(plan: &ChildPlan<'_>) -> Result<Never, SetupFailure> {
             ))
         }
         Err(e) => return Err(failed("wait_for_parent", "reading the sync socket", e)),
+    }
+    if let Some(cpus) = &plan.cpus {
+        cpus.restore_in_child();
     }
 
     // Become root of the new user namespace (so what we create is owned by

@@ -21,6 +21,7 @@ pub mod idmap;
 pub mod init;
 pub mod mount;
 pub mod net;
+mod placement;
 pub mod profile;
 pub mod report;
 pub mod seccomp;

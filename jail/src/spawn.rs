@@ -31,6 +31,7 @@ use crate::idmap::{IdRange, DEFAULT_LOCK_PATH};
 use crate::init::{self, ChildPlan};
 use crate::mount::{self, MountOp, RootSpec};
 use crate::net::PreparedNetwork;
+use crate::placement::CpuPlacement;
 use crate::profile::{Limits, NetworkMode, Profile};
 use crate::report::{ChildMessage, EndReason, Report, SetupFailure, Timings};
 use crate::spec::JailSpec;
@@ -226,6 +227,7 @@ pub fn prepare<'a>(
         setup_fd: setup_write.as_raw_fd(),
         status_fd: status_write.as_raw_fd(),
         join_cgroup,
+        cpus: CpuPlacement::of_caller(),
     };
 
     // A network namespace made ahead: the clone inherits it from this
@@ -252,6 +254,11 @@ pub fn prepare<'a>(
         Err(e) => return Err(clone_error(e)),
     };
     drop((sync_child, setup_write, status_write));
+    // Before the child runs anything, and before "G" (after which the child
+    // widens its CPUs again).
+    if let Some(cpus) = &plan.cpus {
+        cpus.keep_child_off_ours(pid);
+    }
 
     let mut prepared = Prepared {
         jail: Some(Jail {

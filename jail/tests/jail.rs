@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::Write;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 
 use common::*;
 
@@ -92,6 +92,36 @@ fn the_program_runs_unprivileged_with_its_own_host_name() {
     assert_eq!(ids["hostname"], "agent-7");
     // PID 1 is the jail's init; the program is its child.
     assert_eq!(ids["ppid"], 1);
+}
+
+/// The program may run on exactly the CPUs its caller may: the parent keeps
+/// the jail's init off its own CPU while both set up, and init must give the
+/// caller's CPUs back before the program starts.
+#[test]
+fn the_program_runs_on_the_callers_cpus() {
+    if !require_root() {
+        return;
+    }
+    let allowed = |cmd: &mut Command| {
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{cmd:?}: {}", stderr(&out));
+        stdout(&out).lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).map(|v| v.trim().to_owned()).unwrap()
+    };
+    let ours = allowed(Command::new("grep").args(["Cpus_allowed_list", "/proc/self/status"]));
+    let first = ours.split([',', '-']).next().unwrap().to_owned();
+    for cpus in [ours.as_str(), first.as_str()] {
+        let inside = allowed(Command::new("taskset").args([
+            "-c",
+            cpus,
+            JAIL,
+            "run",
+            "--",
+            "/bin/grep",
+            "Cpus_allowed_list",
+            "/proc/self/status",
+        ]));
+        assert_eq!(inside, cpus, "the jailed program's CPUs, caller on {cpus}");
+    }
 }
 
 #[test]
