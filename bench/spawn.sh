@@ -6,8 +6,10 @@
 #
 # environment:
 #   RUNS=400 WARMUP=20       hyperfine runs and warmup runs per contender
-#   ROUNDS=4                 the runs are split into this many hyperfine
+#   ROUNDS=40                the runs are split into this many hyperfine
 #                            rounds, each in another order (see below)
+#   ROUND_WARMUP=2           warmup runs per contender in rounds after the
+#                            first
 #   CCOS_JAIL=PATH           time this binary instead of building
 #                            ccos-jail (statically linked, jail/build-static.sh)
 #   CCOS_JAIL_DYNAMIC=PATH   with CCOS_JAIL: also time this one, as the row
@@ -26,7 +28,8 @@ ROOT=$(dirname "$BENCH")
 WORK=$BENCH/work
 RUNS=${RUNS:-400}
 WARMUP=${WARMUP:-20}
-ROUNDS=${ROUNDS:-4}
+ROUNDS=${ROUNDS:-40}
+ROUND_WARMUP=${ROUND_WARMUP:-2}
 PY=/usr/bin/python3 # Debian's: python3-seccomp is only visible to it
 # ccos-jail's default profile: bwrap and crun take its hostname, uid/gid,
 # /tmp size (and crun its cgroup limits and rlimits) from it.
@@ -322,17 +325,24 @@ if ((busy > 10)); then
 fi
 # hyperfine times one contender's runs, then the next's: a background burst
 # (writeback, a kernel worker, another VM on the host) lands on whichever
-# row is running. So the runs are split into rounds, each starting one
-# contender further down the list, and their times are pooled: a burst then
-# falls on every row alike, not on one.
+# row is running, and this VM's speed drifts by tens of percent within
+# seconds. So the runs are split into many short rounds (10 runs each by
+# default, under a second per round), each starting one contender further
+# down the list, and their times are pooled: a burst or a slow spell then
+# falls on every row alike, not on one. With 4 rounds of 100 the pooled
+# ratio of two builds came out 0.1 from what runs alternated one by one
+# gave.
 ((ROUNDS >= 1 && RUNS >= ROUNDS)) || die "ROUNDS=$ROUNDS: must be 1..RUNS"
 rm -f "$WORK"/spawn-round-*.json
 n=$((${#cmds[@]} / 3))
 for ((round = 0; round < ROUNDS; round++)); do
     first=$((round % n * 3))
     order=("${cmds[@]:first}" "${cmds[@]:0:first}")
-    log "hyperfine round $((round + 1))/$ROUNDS: $((RUNS / ROUNDS)) runs, $WARMUP warmup, no shell (-N), from \"${order[1]}\""
-    hyperfine -N --warmup "$WARMUP" --runs $((RUNS / ROUNDS)) --time-unit millisecond \
+    # The full warmup once; later rounds only refill the caches the other
+    # contenders evicted.
+    warmup=$((round == 0 ? WARMUP : ROUND_WARMUP))
+    log "hyperfine round $((round + 1))/$ROUNDS: $((RUNS / ROUNDS)) runs, $warmup warmup, no shell (-N), from \"${order[1]}\""
+    hyperfine -N --warmup "$warmup" --runs $((RUNS / ROUNDS)) --time-unit millisecond \
         --export-json "$WORK/spawn-round-$round.json" "${order[@]}"
 done
 # Pooled into one hyperfine-shaped file: every run's time, and the mean
