@@ -299,6 +299,43 @@ fn the_jail_dies_with_ccos_jail() {
     assert!(wait_for(3.0, || pids_with_marker(&arg).is_empty()), "left behind: {:?}", pids_with_marker(&arg));
 }
 
+/// A line of /proc/PID/status, e.g. "CapBnd".
+fn status_field(pid: i32, field: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix(&format!("{field}:")).map(|v| v.trim().to_string()))
+}
+
+#[test]
+fn the_jails_init_keeps_only_cap_kill() {
+    if !require_root() {
+        return;
+    }
+    let arg = unique_sleep(5);
+    let mut child = jail_cmd(&["--", "/bin/sleep", &arg]).spawn().unwrap();
+    let init = || {
+        pids_with_marker(&arg).into_iter().find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "ccos-init")
+        })
+    };
+    assert!(wait_for(5.0, || init().is_some()), "no ccos-init among {:?}", pids_with_marker(&arg));
+    let pid = init().unwrap();
+    // Init locks itself down once the program has started.
+    let cap_kill = format!("{:016x}", 1u64 << 5); // CAP_KILL is capability 5
+    let locked = || status_field(pid, "CapEff").as_deref() == Some(cap_kill.as_str());
+    assert!(wait_for(5.0, locked), "init's CapEff: {:?}", status_field(pid, "CapEff"));
+    for (field, want) in
+        [("CapPrm", cap_kill.as_str()), ("CapInh", "0000000000000000"), ("CapAmb", "0000000000000000")]
+    {
+        assert_eq!(status_field(pid, field).as_deref(), Some(want), "init's {field}");
+    }
+    // Empty, so nothing it could exec would ever get a capability back.
+    assert_eq!(status_field(pid, "CapBnd").as_deref(), Some("0000000000000000"), "init's bounding set");
+    assert_eq!(status_field(pid, "NoNewPrivs").as_deref(), Some("1"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(wait_for(3.0, || pids_with_marker(&arg).is_empty()), "left behind: {:?}", pids_with_marker(&arg));
+}
+
 #[test]
 fn signals_to_ccos_jail_reach_the_program() {
     if !require_root() {
