@@ -100,10 +100,6 @@ pub enum MountOp {
         path: PathBuf,
         contents: Vec<u8>,
     },
-    /// Remount one mount (not its children) read-only.
-    ReadOnly {
-        path: PathBuf,
-    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -186,7 +182,8 @@ pub fn plan(spec: &RootSpec<'_>) -> Result<Plan, MountError> {
         });
     }
 
-    ops.push(MountOp::Tmpfs { dst: "/dev".into(), size_bytes: 64 << 10, mode: 0o755 });
+    // /dev is a directory of the root's tmpfs, read-only with it: a tmpfs
+    // of its own would be one more superblock made and torn down per jail.
     for dev in DEVICES {
         let p = PathBuf::from("/dev").join(dev);
         ops.push(MountOp::Bind {
@@ -208,7 +205,6 @@ pub fn plan(spec: &RootSpec<'_>) -> Result<Plan, MountError> {
         });
     }
     ops.push(MountOp::Tmpfs { dst: "/dev/shm".into(), size_bytes: spec.tmp_size_bytes, mode: 0o1777 });
-    ops.push(MountOp::ReadOnly { path: "/dev".into() });
 
     ops.push(MountOp::Tmpfs { dst: "/tmp".into(), size_bytes: spec.tmp_size_bytes, mode: 0o1777 });
 
@@ -477,10 +473,6 @@ fn apply(op: &MountOp, dirs: &mut Dirs) -> Result<(), SetupFailure> {
                 .and_then(|mut f| io::Write::write_all(&mut f, contents))
                 .map_err(|e| fail("mount", format!("writing {}", path.display()), e))?;
         }
-        MountOp::ReadOnly { path } => {
-            sys::make_read_only(&cpath(&in_new_root(path)), false)
-                .map_err(|e| fail("mount", format!("making {} read-only", path.display()), e))?;
-        }
     }
     Ok(())
 }
@@ -529,17 +521,18 @@ impl Dirs {
 
 /// A directory or an empty file to mount on, created if missing. An
 /// existing file is used as it is (one such as /proc/sysrq-trigger cannot
-/// even be opened for writing).
+/// even be opened for writing). A file is made with one mknod, not a stat,
+/// an open and a close: the root's device nodes and /etc files are a dozen
+/// of them per jail.
 fn make_mount_point(dirs: &mut Dirs, target: &Path, is_dir: bool) -> Result<(), SetupFailure> {
     if is_dir {
         return dirs.make(target);
     }
-    if std::fs::symlink_metadata(target).is_ok() {
-        return Ok(());
-    }
     dirs.make_parent(target)?;
-    match std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o644).open(target) {
-        Ok(_) => Ok(()),
+    // 0644 exactly: the umask is 0 while the root is built.
+    let mode = nix::sys::stat::Mode::from_bits_truncate(0o644);
+    match nix::sys::stat::mknod(target, nix::sys::stat::SFlag::S_IFREG, mode, 0) {
+        Ok(()) | Err(nix::errno::Errno::EEXIST) => Ok(()),
         Err(e) => Err(fail("mount", format!("creating mount point {}", target.display()), e)),
     }
 }
