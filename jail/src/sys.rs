@@ -29,6 +29,39 @@ struct CloneArgs {
     cgroup: u64,
 }
 
+/// Reads a file the kernel generates (under /proc or /sys) whole, as text.
+///
+/// `std::fs::read_to_string` asks such a file its size (0), then probes it
+/// with a 32-byte read and grows from there: a stat and eight reads for
+/// /proc/self/status, and each read of /proc/self/mountinfo walks the mount
+/// table again. These files are seldom over a few KiB, so start there.
+pub fn read_kernel_file(path: &std::path::Path) -> io::Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut buf = Vec::with_capacity(8192);
+    loop {
+        if buf.len() == buf.capacity() {
+            buf.reserve(buf.capacity());
+        }
+        let spare = buf.capacity() - buf.len();
+        let start = buf.len();
+        buf.resize(start + spare, 0);
+        match file.read(&mut buf[start..]) {
+            Ok(0) => {
+                buf.truncate(start);
+                break;
+            }
+            Ok(n) => buf.truncate(start + n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(start),
+            Err(e) => {
+                buf.truncate(start);
+                return Err(e);
+            }
+        }
+    }
+    String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
 /// What clone3 returned on each side.
 pub enum Forked {
     Parent { pid: Pid, pidfd: OwnedFd },

@@ -16,13 +16,13 @@ use super::CgroupError;
 type Result<T> = std::result::Result<T, CgroupError>;
 
 pub(crate) fn read(path: &Path) -> Result<String> {
-    fs::read_to_string(path).map_err(|err| CgroupError::Read { path: path.to_owned(), err })
+    crate::sys::read_kernel_file(path).map_err(|err| CgroupError::Read { path: path.to_owned(), err })
 }
 
 /// Like [`read`], but a missing file is `None`: used for files that only some
 /// kernels have (memory.peak, pids.peak, memory.swap.max, cgroup.kill).
 pub(crate) fn read_if_exists(path: &Path) -> Result<Option<String>> {
-    match fs::read_to_string(path) {
+    match crate::sys::read_kernel_file(path) {
         Ok(text) => Ok(Some(text)),
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(err) => Err(CgroupError::Read { path: path.to_owned(), err }),
@@ -135,6 +135,11 @@ pub(crate) fn create_dir(path: &Path) -> Result<()> {
 /// mkdir -p, for the shared parents (`ccos`, `runs`, `supervisor`), which
 /// other processes may be creating at the same moment.
 pub(crate) fn ensure_dir(path: &Path) -> Result<()> {
+    // Nearly always there already: a stat is cheaper than cgroupfs turning
+    // down a mkdir.
+    if path.is_dir() {
+        return Ok(());
+    }
     fs::create_dir_all(path).map_err(|err| CgroupError::CreateDir { path: path.to_owned(), err })
 }
 
@@ -204,6 +209,20 @@ pub(crate) fn under(base: &Path, cgroup_path: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_are_whole_past_the_first_buffer_and_missing_files_are_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("memory.stat");
+        // Past the 8 KiB the read starts with, and not a multiple of it.
+        let text: String = (0..3000).map(|i| format!("{i}\n")).collect();
+        assert!(text.len() > 3 * 8192 / 2);
+        fs::write(&file, &text).unwrap();
+        assert_eq!(read(&file).unwrap(), text);
+        assert_eq!(read_if_exists(&dir.path().join("memory.peak")).unwrap(), None);
+        // The kernel's own files, which report a size of 0.
+        assert!(read(Path::new("/proc/self/mountinfo")).unwrap().contains(" / "));
+    }
 
     #[test]
     fn write_replaces_content_and_names_missing_files() {

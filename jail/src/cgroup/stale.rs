@@ -37,12 +37,14 @@ fn is_empty(parents: &[&Path], name: &str) -> Result<bool> {
 }
 
 /// Removes the empty groups `is_stale` accepts; tries them all and returns
-/// the names removed, or the first error.
+/// the names removed, or the first error. `is_stale` is asked first: it is
+/// cheap, and it turns down the live groups (the caller's own, usually the
+/// only one) before their processes are listed on every hierarchy.
 pub(crate) fn remove_empty(parents: &[&Path], prefix: &str, is_stale: impl Fn(&str) -> bool) -> Result<Vec<String>> {
     let mut removed = Vec::new();
     let mut first_err = None;
-    for name in list_empty(parents, prefix)? {
-        if !is_stale(&name) {
+    for name in list(parents, prefix)? {
+        if !is_stale(&name) || !is_empty(parents, &name)? {
             continue;
         }
         let result = parents.iter().try_for_each(|p| fs::remove_tree(&p.join(&name)));
