@@ -1,9 +1,10 @@
 //! The child side: PID 1 of the jail, and the program it starts.
 //!
 //! The clone child becomes the jail's init. It builds the profile's part of
-//! the jail (the base of the root, the network), waits for the run's part
-//! (see [`crate::handover`]), adds it (the run's mounts, then pivot_root;
-//! host name, cgroup, cgroup namespace), starts the program (a child
+//! the jail (the base of the root; its parent sets up its network), waits
+//! for the run's part (see [`crate::handover`]), adds it (the run's mounts,
+//! then pivot_root; host name, cgroup, cgroup namespace), starts the
+//! program (a child
 //! sharing init's memory until its execve), locks itself down, then
 //! reaps and forwards signals until the program ends, and reports its exit
 //! on the status pipe. When init exits, the kernel kills
@@ -33,10 +34,10 @@ use nix::unistd::{Gid, Pid, Uid};
 
 use crate::mount::{self, MountOp};
 use crate::placement::CpuPlacement;
-use crate::profile::{NetworkMode, Rlimit};
+use crate::profile::Rlimit;
 use crate::report::{ChildMessage, SetupFailure};
 use crate::seccomp::CompiledSeccomp;
-use crate::{caps, handover, net, sys};
+use crate::{caps, handover, sys};
 
 /// What the child needs of the jail itself (its profile's part), prepared
 /// by the parent before clone. The run's part (program, stdio, host name,
@@ -48,10 +49,6 @@ pub struct ChildPlan<'a> {
     /// ([`mount::Plan::source_fds`]): kept until the base of the root is
     /// built, then closed.
     pub bind_source_fds: Vec<RawFd>,
-    pub network: NetworkMode,
-    /// The jail runs in a network namespace made ahead and already set up
-    /// ([`crate::net::PreparedNetwork`]).
-    pub network_ready: bool,
     pub uid: u32,
     pub gid: u32,
     pub rlimits: &'a [Rlimit],
@@ -167,15 +164,13 @@ fn init_main(plan: &ChildPlan<'_>) -> Result<Never, SetupFailure> {
     }
     let _ = nix::sys::prctl::set_name(c"ccos-init");
 
-    // The profile's part: the base of the root, and the network.
+    // The profile's part: the base of the root. (The network is the
+    // parent's business: see `net::bring_up_from_outside`.)
     mount::build_base_in_child(plan.mounts)?;
     for &fd in &plan.bind_source_fds {
         // SAFETY: inherited from the parent for this process alone, and
         // nothing here uses it once the base of the root is built.
         drop(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
-    }
-    if !plan.network_ready {
-        net::configure_current(plan.network).map_err(|e| failed("network", "bringing lo up", e))?;
     }
 
     // The run's part, when the parent sends it: the rest of the root, which

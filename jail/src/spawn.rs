@@ -30,7 +30,7 @@ use crate::handover;
 use crate::idmap::{IdRange, DEFAULT_LOCK_PATH};
 use crate::init::{self, ChildPlan};
 use crate::mount::{self, MountOp, RootSpec};
-use crate::net::PreparedNetwork;
+use crate::net::{self, PreparedNetwork};
 use crate::placement::CpuPlacement;
 use crate::profile::{Limits, NetworkMode, Profile};
 use crate::report::{ChildMessage, EndReason, Report, SetupFailure, Timings};
@@ -216,8 +216,6 @@ pub fn prepare<'a>(
     let plan = ChildPlan {
         mounts: &mounts.ops,
         bind_source_fds: mounts.source_fd_numbers(),
-        network: ahead.network,
-        network_ready: network_ready.is_some(),
         uid: profile.uid,
         gid: profile.gid,
         rlimits: &profile.rlimits,
@@ -294,9 +292,14 @@ pub fn prepare<'a>(
     fdpass::send(prepared.sync.as_fd(), b"G", &[], nix::sys::socket::MsgFlags::empty())
         .map_err(|e| Error::os("releasing the jail's init", e))?;
     // v1: the group, made now if it was not, while the child builds its
-    // root.
+    // root; and so is the network of a namespace the clone made.
     if let Some((cgroups, name, limits)) = make_later {
         jail.cgroup = Some(cgroups.create(name, &limits)?);
+    }
+    if network_ready.is_none() {
+        std::fs::File::open(format!("/proc/{pid}/ns/net"))
+            .and_then(|ns| net::bring_up_from_outside(&ns, ahead.network))
+            .map_err(|e| Error::os("bringing lo up in the jail's network namespace", e))?;
     }
     prepared.prepared = Instant::now();
     Ok(prepared)

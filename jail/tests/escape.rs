@@ -134,6 +134,22 @@ fn every_escape_attempt_is_refused_with_the_expected_errno() {
     assert!(wrong.is_empty(), "the jail let these through or refused them differently:\n{}", wrong.join("\n"));
 }
 
+/// `lo` is up in a default jail (the parent brings it up from outside while
+/// the child builds its root) and down with `--net none`: a connect to
+/// 127.0.0.1 finds no listener in the first, no route in the second.
+#[test]
+fn lo_is_up_unless_the_network_is_none() {
+    if !require_root() {
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    for (args, errno) in [(&[][..], "ECONNREFUSED"), (&["--net", "none"][..], "ENETUNREACH")] {
+        let c = &probe(Some(args), port)["tcp_loopback_host"];
+        assert!(c["escaped"] == false && c["errno"] == errno, "{args:?}: expected {errno}, got {c}");
+    }
+}
+
 #[test]
 fn unconfined_the_same_checks_report_escapes() {
     if !require_root() {

@@ -313,9 +313,9 @@ fn the_jails_init_keeps_only_cap_kill() {
     let arg = unique_sleep(5);
     let mut child = jail_cmd(&["--", "/bin/sleep", &arg]).spawn().unwrap();
     let init = || {
-        pids_with_marker(&arg).into_iter().find(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "ccos-init")
-        })
+        pids_with_marker(&arg)
+            .into_iter()
+            .find(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "ccos-init"))
     };
     assert!(wait_for(5.0, || init().is_some()), "no ccos-init among {:?}", pids_with_marker(&arg));
     let pid = init().unwrap();
@@ -323,8 +323,7 @@ fn the_jails_init_keeps_only_cap_kill() {
     let cap_kill = format!("{:016x}", 1u64 << 5); // CAP_KILL is capability 5
     let locked = || status_field(pid, "CapEff").as_deref() == Some(cap_kill.as_str());
     assert!(wait_for(5.0, locked), "init's CapEff: {:?}", status_field(pid, "CapEff"));
-    for (field, want) in
-        [("CapPrm", cap_kill.as_str()), ("CapInh", "0000000000000000"), ("CapAmb", "0000000000000000")]
+    for (field, want) in [("CapPrm", cap_kill.as_str()), ("CapInh", "0000000000000000"), ("CapAmb", "0000000000000000")]
     {
         assert_eq!(status_field(pid, field).as_deref(), Some(want), "init's {field}");
     }
