@@ -17,20 +17,21 @@ fn configure_current(mode: NetworkMode) -> std::io::Result<()> {
     sys::set_interface_up(&sock, b"lo")
 }
 
-/// Brings `lo` up, from outside, in the network namespace a jail's init
-/// made at clone (`ns`: its /proc/PID/ns/net). The calling thread enters
+/// Brings `lo` up, from outside, in the network namespace the jail's init
+/// `pid` made at clone (its /proc/PID/ns/net). The calling thread enters
 /// that namespace only to open a socket there; the ioctl on the socket then
 /// acts on the socket's namespace. The parent does this while its child
 /// builds the root, which takes the interface's start-up (IPv6 address and
 /// routes for `lo`, about a tenth of a millisecond) off the jail's path,
 /// and leaves the jail's init nothing to do with the network at all.
-pub(crate) fn bring_up_from_outside(ns: &std::fs::File, mode: NetworkMode) -> std::io::Result<()> {
+pub(crate) fn bring_up_from_outside(pid: nix::unistd::Pid, mode: NetworkMode) -> std::io::Result<()> {
     if mode == NetworkMode::None {
         return Ok(());
     }
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
     let home = Home::here()?;
     let sock =
-        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from).and_then(|()| {
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from).and_then(|()| {
             socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None).map_err(Into::into)
         });
     home.go_back();

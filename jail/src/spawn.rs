@@ -297,8 +297,7 @@ pub fn prepare<'a>(
         jail.cgroup = Some(cgroups.create(name, &limits)?);
     }
     if network_ready.is_none() {
-        std::fs::File::open(format!("/proc/{pid}/ns/net"))
-            .and_then(|ns| net::bring_up_from_outside(&ns, ahead.network))
+        net::bring_up_from_outside(pid, ahead.network)
             .map_err(|e| Error::os("bringing lo up in the jail's network namespace", e))?;
     }
     prepared.prepared = Instant::now();

@@ -37,28 +37,12 @@ struct CloneArgs {
 /// table again. These files are seldom over a few KiB, so start there.
 pub fn read_kernel_file(path: &std::path::Path) -> io::Result<String> {
     use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
     let mut buf = Vec::with_capacity(8192);
-    loop {
-        if buf.len() == buf.capacity() {
-            buf.reserve(buf.capacity());
-        }
-        let spare = buf.capacity() - buf.len();
-        let start = buf.len();
-        buf.resize(start + spare, 0);
-        match file.read(&mut buf[start..]) {
-            Ok(0) => {
-                buf.truncate(start);
-                break;
-            }
-            Ok(n) => buf.truncate(start + n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(start),
-            Err(e) => {
-                buf.truncate(start);
-                return Err(e);
-            }
-        }
-    }
+    // Through `take`: File's own read_to_end first asks the size (a stat and
+    // a seek) to size the buffer, which says nothing here. With the
+    // capacity already there, std reads straight into it (and grows it when
+    // a file is larger).
+    std::fs::File::open(path)?.take(u64::MAX).read_to_end(&mut buf)?;
     String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
