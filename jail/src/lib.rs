@@ -11,6 +11,7 @@
 //! of the jail, builds the root, forks the program) -> [`report`] (how it
 //! ended). Every `unsafe` call lives in [`sys`].
 
+pub mod beside;
 pub mod caps;
 pub mod cgroup;
 pub mod doctor;

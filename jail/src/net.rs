@@ -1,6 +1,6 @@
 //! The jail's network: a fresh namespace whose only interface is `lo`.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
 
@@ -18,20 +18,25 @@ fn configure_current(mode: NetworkMode) -> std::io::Result<()> {
 }
 
 /// Brings `lo` up, from outside, in the network namespace the jail's init
-/// `pid` made at clone (its /proc/PID/ns/net). The calling thread enters
-/// that namespace only to open a socket there; the ioctl on the socket then
-/// acts on the socket's namespace. The parent does this while its child
-/// builds the root, which takes the interface's start-up (IPv6 address and
-/// routes for `lo`, about a tenth of a millisecond) off the jail's path,
-/// and leaves the jail's init nothing to do with the network at all.
+/// `pid` made at clone (its /proc/PID/ns/net). The parent does this while
+/// its child builds the root, which takes the interface's start-up (IPv6
+/// address and routes for `lo`, about a tenth of a millisecond) off the
+/// jail's path, and leaves the jail's init nothing to do with the network
+/// at all.
 pub(crate) fn bring_up_from_outside(pid: nix::unistd::Pid, mode: NetworkMode) -> std::io::Result<()> {
     if mode == NetworkMode::None {
         return Ok(());
     }
-    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
+    bring_lo_up_in(&std::fs::File::open(format!("/proc/{pid}/ns/net"))?)
+}
+
+/// Brings `lo` up in the namespace `ns`: the calling thread enters it only
+/// to open a socket there; the ioctl on the socket then acts on the
+/// socket's namespace.
+fn bring_lo_up_in(ns: &impl AsFd) -> std::io::Result<()> {
     let home = Home::here()?;
     let sock =
-        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from).and_then(|()| {
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from).and_then(|()| {
             socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None).map_err(Into::into)
         });
     home.go_back();
@@ -42,7 +47,8 @@ pub(crate) fn bring_up_from_outside(pid: nix::unistd::Pid, mode: NetworkMode) ->
 /// so that making it, the costliest namespace to make (about half a
 /// millisecond of registering devices and sysctls), happens off the
 /// spawn's path: the supervisor's spawner keeps one ready while it waits
-/// for requests.
+/// for requests, and `ccos-jail run` makes one while a second thread reads
+/// its profile (see [`crate::beside`]).
 ///
 /// It belongs to the host's user namespace, not the jail's: the jail's root
 /// has no CAP_NET_ADMIN over it, so it cannot change it at all (bring `lo`
@@ -53,7 +59,7 @@ pub(crate) fn bring_up_from_outside(pid: nix::unistd::Pid, mode: NetworkMode) ->
 #[derive(Debug)]
 pub struct PreparedNetwork {
     ns: OwnedFd,
-    mode: NetworkMode,
+    lo_up: bool,
 }
 
 impl PreparedNetwork {
@@ -65,11 +71,14 @@ impl PreparedNetwork {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
         let made = configure_current(mode).and_then(|()| open_own_namespace());
         home.go_back();
-        Ok(PreparedNetwork { ns: made?, mode })
+        Ok(PreparedNetwork { ns: made?, lo_up: mode == NetworkMode::Loopback })
     }
 
-    pub fn mode(&self) -> NetworkMode {
-        self.mode
+    /// Whether a jail of `mode` can use it: one with `lo` down serves
+    /// both modes (spawn brings `lo` up for a loopback jail), one with
+    /// `lo` up only loopback jails.
+    pub fn serves(&self, mode: NetworkMode) -> bool {
+        mode == NetworkMode::Loopback || !self.lo_up
     }
 
     /// Moves the calling thread into this namespace (for the jail's clone,
@@ -78,6 +87,14 @@ impl PreparedNetwork {
         let home = Home::here()?;
         nix::sched::setns(&self.ns, nix::sched::CloneFlags::CLONE_NEWNET)?;
         Ok(home)
+    }
+
+    /// Sets `lo` for a jail of `mode` (one it [serves](Self::serves)).
+    pub(crate) fn finish_for(&self, mode: NetworkMode) -> std::io::Result<()> {
+        if mode == NetworkMode::Loopback && !self.lo_up {
+            bring_lo_up_in(&self.ns)?;
+        }
+        Ok(())
     }
 }
 

@@ -15,6 +15,9 @@
 //! the child, once released, widens its CPUs back to the parent's set: the
 //! program inherits the caller's CPUs, as it would without this. Both steps
 //! are best effort; with a single allowed CPU there is nothing to do.
+//!
+//! A thread started to work beside its creator ([`crate::beside`]) is
+//! placed the same way, for the same reason.
 
 use nix::sched::{sched_getaffinity, sched_getcpu, sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
@@ -35,12 +38,25 @@ impl CpuPlacement {
     /// Parent side, before the child is released: the child may run on
     /// every CPU of the caller's but the one the caller is on now.
     pub fn keep_child_off_ours(&self, child: Pid) {
-        let Ok(ours) = sched_getcpu() else { return };
-        let mut elsewhere = self.caller;
-        if elsewhere.unset(ours).is_err() || allowed(&elsewhere).next().is_none() {
-            return;
+        if let Some(elsewhere) = self.elsewhere() {
+            let _ = sched_setaffinity(child, &elsewhere);
         }
-        let _ = sched_setaffinity(child, &elsewhere);
+    }
+
+    /// The same for a thread just started, which would otherwise wait on
+    /// our CPU for as long as we keep it busy.
+    pub fn keep_thread_off_ours<T>(&self, thread: &std::thread::JoinHandle<T>) {
+        let Some(elsewhere) = self.elsewhere() else { return };
+        let _ = crate::sys::set_thread_affinity(thread, allowed(&elsewhere));
+    }
+
+    /// The caller's CPUs but the one it is on now, if that leaves any.
+    fn elsewhere(&self) -> Option<CpuSet> {
+        let ours = sched_getcpu().ok()?;
+        let mut elsewhere = self.caller;
+        elsewhere.unset(ours).ok()?;
+        let any = allowed(&elsewhere).next().is_some();
+        any.then_some(elsewhere)
     }
 
     /// Child side, once released (so after the parent's narrowing): back to

@@ -149,8 +149,9 @@ pub fn spawn_with<'a>(spec: &JailSpec, host: &HostPaths, cgroup: impl Into<Cgrou
 pub struct Ahead<'a> {
     pub profile: &'a Arc<Profile>,
     pub network: NetworkMode,
-    /// A network namespace made ahead; used when its mode is `network`,
-    /// else the jail makes its own at clone.
+    /// A network namespace made ahead; used when it
+    /// [serves](PreparedNetwork::serves) `network`, else the jail makes
+    /// its own at clone.
     pub network_ready: Option<&'a PreparedNetwork>,
 }
 
@@ -212,7 +213,7 @@ pub fn prepare<'a>(
 
     // On v2 clone3 starts the child in its cgroup.
     let cgroup_fd = cgroup.as_ref().and_then(|c| c.clone3_fd()).map(|fd| fd.as_raw_fd());
-    let network_ready = ahead.network_ready.filter(|n| n.mode() == ahead.network);
+    let network_ready = ahead.network_ready.filter(|n| n.serves(ahead.network));
     let plan = ChildPlan {
         mounts: &mounts.ops,
         bind_source_fds: mounts.source_fd_numbers(),
@@ -292,14 +293,16 @@ pub fn prepare<'a>(
     fdpass::send(prepared.sync.as_fd(), b"G", &[], nix::sys::socket::MsgFlags::empty())
         .map_err(|e| Error::os("releasing the jail's init", e))?;
     // v1: the group, made now if it was not, while the child builds its
-    // root; and so is the network of a namespace the clone made.
+    // root; and so is the network (`lo` up for a loopback jail), of a
+    // namespace the clone made or of one made ahead with `lo` down.
     if let Some((cgroups, name, limits)) = make_later {
         jail.cgroup = Some(cgroups.create(name, &limits)?);
     }
-    if network_ready.is_none() {
-        net::bring_up_from_outside(pid, ahead.network)
-            .map_err(|e| Error::os("bringing lo up in the jail's network namespace", e))?;
+    match network_ready {
+        Some(net) => net.finish_for(ahead.network),
+        None => net::bring_up_from_outside(pid, ahead.network),
     }
+    .map_err(|e| Error::os("bringing lo up in the jail's network namespace", e))?;
     prepared.prepared = Instant::now();
     Ok(prepared)
 }

@@ -28,8 +28,9 @@ pub struct JailSpec {
     pub stdin: Option<OwnedFd>,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
-    /// A network namespace made ahead of time for this jail; used when its
-    /// mode is the jail's, else the jail makes its own at clone.
+    /// A network namespace made ahead of time for this jail; used when it
+    /// serves the jail's mode (see [`PreparedNetwork::serves`]), else the
+    /// jail makes its own at clone.
     pub network_ready: Option<PreparedNetwork>,
 }
 

@@ -487,3 +487,33 @@ pub fn seccomp_set_mode_filter(bpf: &[seccompiler::sock_filter], flags: libc::c_
     }
     Ok(())
 }
+
+/// Lets the thread of `thread` run only on `cpus` (numbers below
+/// [`nix::sched::CpuSet::count`]; others are left out). nix covers only
+/// processes (sched_setaffinity by pid), and a std thread's kernel id is
+/// not known to its creator until it has run.
+pub fn set_thread_affinity<T>(
+    thread: &std::thread::JoinHandle<T>,
+    cpus: impl Iterator<Item = usize>,
+) -> io::Result<()> {
+    // SAFETY: an all-zero cpu_set_t is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for cpu in cpus.filter(|&cpu| cpu < nix::sched::CpuSet::count()) {
+        // SAFETY: `cpu` is below the number of CPUs a cpu_set_t holds.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    // SAFETY: the thread is joinable (its JoinHandle is borrowed, so it is
+    // neither joined nor detached), so its pthread_t is valid; `set` is a
+    // cpu_set_t of the size passed.
+    let rc = unsafe {
+        libc::pthread_setaffinity_np(
+            std::os::unix::thread::JoinHandleExt::as_pthread_t(thread),
+            std::mem::size_of::<libc::cpu_set_t>(),
+            &set,
+        )
+    };
+    match rc {
+        0 => Ok(()),
+        errno => Err(io::Error::from_raw_os_error(errno)),
+    }
+}

@@ -13,7 +13,8 @@ use clap::{Parser, Subcommand};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use ccos_jail::cgroup::{self, CgroupConfig, Cgroups, Controller};
+use ccos_jail::cgroup::{self, CgroupConfig, Cgroups, Controller, Detection};
+use ccos_jail::net::PreparedNetwork;
 use ccos_jail::profile::{BindMount, Limits, NetworkMode, TmpfsMount};
 use ccos_jail::spawn::CgroupSource;
 
@@ -163,11 +164,20 @@ fn use_seccomp_cache() {
 }
 
 fn run(args: RunArgs) -> Result<u8> {
-    let started = std::time::Instant::now();
-    use_seccomp_cache();
-    let profile = Arc::new(Profile::resolve(&args.profile)?);
-    let profile_ms = started.elapsed().as_secs_f64() * 1e3;
+    // The jail's network namespace is the costliest thing to make before
+    // clone (lo's device and its sysctls, about half a millisecond): this
+    // thread makes it while a second one reads the profile and finds the
+    // cgroups. With `lo` down it serves either network mode (spawn brings
+    // `lo` up for a loopback jail); should making it fail, the clone makes
+    // one, and reports what fails.
+    let reading = ccos_jail::beside::beside({
+        let (profile, config, accounting) = (args.profile.clone(), args.cgroups.config(), args.report_json.is_some());
+        move || read_profile_and_cgroups(&profile, &config, accounting)
+    });
+    let network = PreparedNetwork::make(NetworkMode::None).ok();
+    let Setup { profile, detection, cgroups, profile_ms, cgroup_ms } = reading.finish()?;
     let mut spec = JailSpec::new(profile, args.argv);
+    spec.network_ready = network;
     for b in &args.bind {
         spec.binds.push(parse_bind(b)?);
     }
@@ -212,17 +222,6 @@ fn run(args: RunArgs) -> Result<u8> {
     let signals =
         SignalFd::with_flags(&forwarded, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).context("signalfd")?;
 
-    let cgroup_started = std::time::Instant::now();
-    let detection = cgroup::detect(&args.cgroups.config())?;
-    // On v1, only the hierarchies this run uses: the limits', and cpuacct
-    // for a report's CPU time. Never the freezer: nothing here pauses a jail,
-    // and a kill reaches every process through the jail's pid namespace.
-    let mut wanted = vec![Controller::Memory, Controller::Pids, Controller::Cpu];
-    if args.report_json.is_some() {
-        wanted.push(Controller::Cpuacct);
-    }
-    let cgroups = Cgroups::open(&detection.with_hierarchies_of(&wanted))?;
-    let cgroup_ms = cgroup_started.elapsed().as_secs_f64() * 1e3;
     let name = format!("{CGROUP_PREFIX}{}", std::process::id());
     let limits = ccos_jail::spawn::cgroup_limits(&spec.limits());
     let mut jail = ccos_jail::spawn(&spec, CgroupSource::Make { cgroups: &cgroups, name: &name, limits })?;
@@ -246,6 +245,35 @@ fn run(args: RunArgs) -> Result<u8> {
         std::fs::write(path, json + "\n").with_context(|| format!("writing --report-json {}", path.display()))?;
     }
     Ok(report.shell_exit_code().clamp(0, 255) as u8)
+}
+
+/// What `run` reads while it makes the network namespace.
+struct Setup {
+    profile: Arc<Profile>,
+    /// The host's cgroups, and of them those this run uses.
+    detection: Detection,
+    cgroups: Cgroups,
+    profile_ms: f64,
+    cgroup_ms: f64,
+}
+
+fn read_profile_and_cgroups(profile: &str, config: &CgroupConfig, accounting: bool) -> Result<Setup> {
+    let started = std::time::Instant::now();
+    use_seccomp_cache();
+    let profile = Arc::new(Profile::resolve(profile)?);
+    let profile_ms = started.elapsed().as_secs_f64() * 1e3;
+    let cgroup_started = std::time::Instant::now();
+    let detection = cgroup::detect(config)?;
+    // On v1, only the hierarchies this run uses: the limits', and cpuacct
+    // for a report's CPU time. Never the freezer: nothing here pauses a jail,
+    // and a kill reaches every process through the jail's pid namespace.
+    let mut wanted = vec![Controller::Memory, Controller::Pids, Controller::Cpu];
+    if accounting {
+        wanted.push(Controller::Cpuacct);
+    }
+    let cgroups = Cgroups::open(&detection.with_hierarchies_of(&wanted))?;
+    let cgroup_ms = cgroup_started.elapsed().as_secs_f64() * 1e3;
+    Ok(Setup { profile, detection, cgroups, profile_ms, cgroup_ms })
 }
 
 /// Removes the empty groups of ccos-jail processes that died without

@@ -246,7 +246,7 @@ impl Server {
     /// Makes the spare network namespace if there is none (or it is for
     /// another mode than the last run's).
     fn prepare_network(&mut self) {
-        if self.spare_network_failed || self.spare_network.as_ref().is_some_and(|n| n.mode() == self.network_mode) {
+        if self.spare_network_failed || self.spare_network.as_ref().is_some_and(|n| n.serves(self.network_mode)) {
             return;
         }
         match PreparedNetwork::make(self.network_mode) {
@@ -481,7 +481,7 @@ impl Server {
             Some(ready) => ready.start(&spec, &limits),
             None => {
                 self.network_mode = network;
-                spec.network_ready = self.spare_network.take_if(|n| n.mode() == network);
+                spec.network_ready = self.spare_network.take_if(|n| n.serves(network));
                 let name = format!("{CGROUP_PREFIX}{}-{}", self.me, req.run_id);
                 let cgroup = CgroupSource::Make { cgroups: &self.cgroups, name: &name, limits };
                 ccos_jail::spawn(&spec, cgroup)
