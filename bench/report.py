@@ -70,16 +70,22 @@ def phases(work):
             runs.append(json.load(fh)["timings"])
     if not runs:
         return []
-    keys = ["profile_ms", "cgroup_ms", "clone_ms", "setup_ms", "run_ms", "teardown_ms"]
+    keys = ["network_ms", "profile_ms", "cgroup_ms", "clone_ms", "setup_ms", "run_ms", "teardown_ms"]
     what = {
-        "profile_ms": "load the profile; its seccomp filter from the disk cache",
-        "cgroup_ms": "find and open the cgroup root (v1: the group is made during setup)",
+        "network_ms": "make the network namespace (the clone inherits it)",
+        "profile_ms": "beside network, on a second thread: load the profile; its seccomp filter from the disk cache",
+        "cgroup_ms": "beside network, after profile: find and open the cgroup root (v1: the group is made during setup)",
         "clone_ms": "plan the root, open bind sources, take an id range (v2: make the group)",
         "setup_ms": "clone3 (new namespaces) to the program's execve: root, cgroup, privileges, seccomp",
         "run_ms": "/bin/true itself, and the jail's namespaces going away",
         "teardown_ms": "reap, read and remove the cgroup",
     }
-    return [(k[:-3], statistics.median(r[k] for r in runs if r.get(k) is not None), what[k], len(runs)) for k in keys]
+    rows = []
+    for k in keys:
+        values = [r[k] for r in runs if r.get(k) is not None]
+        if values:
+            rows.append((k[:-3], statistics.median(values), what[k], len(runs)))
+    return rows
 
 
 def ratio(a, b):

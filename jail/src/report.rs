@@ -83,6 +83,10 @@ pub enum EndReason {
 /// execve, the program itself, and tearing the jail down).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timings {
+    /// Making the jail's network namespace ahead of clone (set by callers
+    /// that make it per run, such as ccos-jail, which loads the profile and
+    /// finds the cgroups meanwhile, on a second thread).
+    pub network_ms: Option<f64>,
     /// Loading the profile and compiling its seccomp filter (set by callers
     /// that load it per run, such as ccos-jail).
     pub profile_ms: Option<f64>,

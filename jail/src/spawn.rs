@@ -549,6 +549,7 @@ impl Jail {
         };
         let ms = |from: Instant, to: Instant| to.saturating_duration_since(from).as_secs_f64() * 1e3;
         let timings = Timings {
+            network_ms: None,
             profile_ms: None,
             cgroup_ms: None,
             clone_ms: ms(self.called, self.cloned),

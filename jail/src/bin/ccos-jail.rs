@@ -174,7 +174,9 @@ fn run(args: RunArgs) -> Result<u8> {
         let (profile, config, accounting) = (args.profile.clone(), args.cgroups.config(), args.report_json.is_some());
         move || read_profile_and_cgroups(&profile, &config, accounting)
     });
+    let network_started = std::time::Instant::now();
     let network = PreparedNetwork::make(NetworkMode::None).ok();
+    let network_ms = network_started.elapsed().as_secs_f64() * 1e3;
     let Setup { profile, detection, cgroups, profile_ms, cgroup_ms } = reading.finish()?;
     let mut spec = JailSpec::new(profile, args.argv);
     spec.network_ready = network;
@@ -238,6 +240,7 @@ fn run(args: RunArgs) -> Result<u8> {
         eprintln!("ccos-jail: {failure}");
     }
     let mut report = jail.wait(Some(&signals))?;
+    report.timings.network_ms = Some(network_ms);
     report.timings.profile_ms = Some(profile_ms);
     report.timings.cgroup_ms = Some(cgroup_ms);
     if let Some(path) = &args.report_json {
