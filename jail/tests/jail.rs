@@ -292,11 +292,17 @@ fn the_jail_dies_with_ccos_jail() {
         return;
     }
     let arg = unique_sleep(2);
-    let mut child = jail_cmd(&["--", "/bin/sleep", &arg]).spawn().unwrap();
+    let child = jail_cmd(&["--", "/bin/sleep", &arg]).spawn().unwrap();
     assert!(wait_for(5.0, || pids_with_marker(&arg).len() >= 2), "the jail did not start");
-    child.kill().unwrap(); // SIGKILL: ccos-jail gets no chance to clean up
+    sigkill_and_expect_nothing_left(child, &arg);
+}
+
+/// SIGKILLs a running `ccos-jail` (it gets no chance to clean up) and
+/// checks that no process of its jail, marked by `marker`, outlives it.
+fn sigkill_and_expect_nothing_left(mut child: std::process::Child, marker: &str) {
+    child.kill().unwrap();
     child.wait().unwrap();
-    assert!(wait_for(3.0, || pids_with_marker(&arg).is_empty()), "left behind: {:?}", pids_with_marker(&arg));
+    assert!(wait_for(3.0, || pids_with_marker(marker).is_empty()), "left behind: {:?}", pids_with_marker(marker));
 }
 
 /// A line of /proc/PID/status, e.g. "CapBnd".
@@ -311,7 +317,7 @@ fn the_jails_init_keeps_only_cap_kill() {
         return;
     }
     let arg = unique_sleep(5);
-    let mut child = jail_cmd(&["--", "/bin/sleep", &arg]).spawn().unwrap();
+    let child = jail_cmd(&["--", "/bin/sleep", &arg]).spawn().unwrap();
     let init = || {
         pids_with_marker(&arg)
             .into_iter()
@@ -330,9 +336,7 @@ fn the_jails_init_keeps_only_cap_kill() {
     // Empty, so nothing it could exec would ever get a capability back.
     assert_eq!(status_field(pid, "CapBnd").as_deref(), Some("0000000000000000"), "init's bounding set");
     assert_eq!(status_field(pid, "NoNewPrivs").as_deref(), Some("1"));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(wait_for(3.0, || pids_with_marker(&arg).is_empty()), "left behind: {:?}", pids_with_marker(&arg));
+    sigkill_and_expect_nothing_left(child, &arg);
 }
 
 #[test]
