@@ -8,7 +8,8 @@
 //! [`Prepared::start`] does the run's part: plan the run's mounts, send
 //! them with the program, its stdio and (v1) the cgroup files over the sync
 //! socket, and read the set-up pipe until the program's execve (EOF) or a
-//! [`SetupFailure`]. [`spawn`] is both at once. [`Jail::wait`] then waits
+//! [`SetupFailure`]; [`Prepared::begin`] stops before that read, leaving a
+//! [`Starting`] for a caller that polls. [`spawn`] is both at once. [`Jail::wait`] then waits
 //! on the pidfd, with the time limit and forwarded signals, and turns the
 //! end into a [`Report`].
 
@@ -98,7 +99,8 @@ pub struct Prepared {
     /// The jail so far (`None` once started).
     jail: Option<Jail>,
     sync: OwnedFd,
-    setup_read: OwnedFd,
+    /// Taken by [`Prepared::begin`] into the [`Starting`].
+    setup_read: Option<OwnedFd>,
     join_cgroup: bool,
     network: NetworkMode,
     prepared: Instant,
@@ -137,11 +139,27 @@ pub fn cgroup_limits(limits: &Limits) -> CgroupLimits {
 
 /// As [`spawn`], with host paths given (tests point them elsewhere).
 pub fn spawn_with<'a>(spec: &JailSpec, host: &HostPaths, cgroup: impl Into<CgroupSource<'a>>) -> Result<Jail, Error> {
+    Ok(begin_with(spec, host, cgroup)?.finish())
+}
+
+/// As [`spawn`], without waiting for the program's execve: see [`Starting`].
+///
+/// Must be called from a single-threaded process (see [`sys::clone3_fork`]).
+pub fn begin<'a>(spec: &JailSpec, cgroup: impl Into<CgroupSource<'a>>) -> Result<Starting, Error> {
+    begin_with(spec, &HostPaths::default(), cgroup)
+}
+
+/// As [`begin`], with host paths given.
+pub fn begin_with<'a>(
+    spec: &JailSpec,
+    host: &HostPaths,
+    cgroup: impl Into<CgroupSource<'a>>,
+) -> Result<Starting, Error> {
     if spec.argv.is_empty() {
         return Err(Error::NoProgram);
     }
     let ahead = Ahead { profile: &spec.profile, network: spec.network(), network_ready: spec.network_ready.as_ref() };
-    prepare(&ahead, host, cgroup)?.start(spec)
+    prepare(&ahead, host, cgroup)?.begin(spec)
 }
 
 /// What a jail is made ahead with: the profile and network of the runs it
@@ -279,7 +297,7 @@ pub fn prepare<'a>(
             _ids: ids,
         }),
         sync: sync_parent,
-        setup_read,
+        setup_read: Some(setup_read),
         join_cgroup,
         network: ahead.network,
         prepared: cloned_at,
@@ -340,7 +358,14 @@ impl Prepared {
     /// (they were the prepare's). Returns once the program's execve
     /// succeeded or its set-up failed (see [`Jail::setup_failure`]); the
     /// time limit counts from now.
-    pub fn start(mut self, spec: &JailSpec) -> Result<Jail, Error> {
+    pub fn start(self, spec: &JailSpec) -> Result<Jail, Error> {
+        Ok(self.begin(spec)?.finish())
+    }
+
+    /// As [`Prepared::start`], without waiting for the program's execve:
+    /// the run's part is sent and the init goes on with it while the
+    /// caller does other work (see [`Starting`]).
+    pub fn begin(mut self, spec: &JailSpec) -> Result<Starting, Error> {
         let start_called = Instant::now();
         if spec.argv.is_empty() {
             return Err(Error::NoProgram);
@@ -397,14 +422,54 @@ impl Prepared {
         jail.started = start_called;
         jail.waited = start_called.saturating_duration_since(self.prepared);
         jail.time_limit = spec.limits().time_limit;
-        // EOF: the program's execve happened. A message: it never ran.
+        let setup_read = self.setup_read.take().expect("taken only here, once");
+        Ok(Starting { jail, setup_read })
+    }
+}
+
+/// A jail whose init has the run's part and is starting its program.
+/// [`Starting::finish`] waits for the program's execve or the set-up's
+/// failure. A caller with other work (the supervisor's spawner, which
+/// meanwhile makes the next run's jail) polls [`Starting::setup_fd`]
+/// first, so that finish does not block.
+///
+/// The jail is live already: it can be killed or signalled (see
+/// [`Starting::jail_mut`]); its pidfd becomes readable if it ends.
+#[derive(Debug)]
+pub struct Starting {
+    jail: Jail,
+    /// Written only on a set-up failure; end of file once every process
+    /// of the jail has exec'd or exited.
+    setup_read: OwnedFd,
+}
+
+impl Starting {
+    /// Readable (or hung up) once [`Starting::finish`] would not block.
+    pub fn setup_fd(&self) -> BorrowedFd<'_> {
+        self.setup_read.as_fd()
+    }
+
+    pub fn jail(&self) -> &Jail {
+        &self.jail
+    }
+
+    pub fn jail_mut(&mut self) -> &mut Jail {
+        &mut self.jail
+    }
+
+    /// Waits for the program's execve (end of file on the set-up pipe) or
+    /// the set-up's failure (a message, then end of file as the init
+    /// exits); the jail, with [`Jail::setup_failure`] set in the latter
+    /// case. Its exec time is when this returns: for a caller that polled
+    /// [`Starting::setup_fd`], when it saw the pipe ready.
+    pub fn finish(mut self) -> Jail {
         let mut buf = Vec::new();
         let _ = sys::file_view(self.setup_read.as_raw_fd()).read_to_end(&mut buf);
         if let Some(ChildMessage::SetupFailed(f)) = ChildMessage::from_bytes(&buf) {
-            jail.setup_failure = Some(f);
+            self.jail.setup_failure = Some(f);
         }
-        jail.execed = Instant::now();
-        Ok(jail)
+        self.jail.execed = Instant::now();
+        self.jail
     }
 }
 

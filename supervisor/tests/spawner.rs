@@ -112,6 +112,7 @@ async fn run_all(
     tally.record("each_jail_has_a_network_of_its_own_with_only_lo", network_of_its_own(&mut t)).await;
     tally.record("a_jail_made_ahead_serves_the_next_run_as_a_fresh_one_would", jail_made_ahead(&mut t)).await;
     tally.record("kill_ends_a_sleeping_run", kill_ends_a_sleeping_run(&mut t)).await;
+    tally.record("a_kill_before_the_spawns_answer_ends_the_run", kill_before_the_answer(&mut t)).await;
     tally.record("signal_is_passed_on_to_the_program", signal_is_passed_on(&mut t)).await;
     tally.record("freeze_stops_a_counter_and_thaw_resumes_it", freeze_and_thaw(&mut t)).await;
     tally.record("time_limit_kills_with_reason_time_limit", time_limit(&mut t)).await;
@@ -425,6 +426,25 @@ async fn kill_ends_a_sleeping_run(t: &mut Ctx) -> Outcome {
     check!(report.reason == EndReason::Killed, "reason {:?}", report.reason);
     check!(has_exited(&spawned.pidfd), "the pidfd is not readable after Exited");
     println!("    kill to Exited: {} ms", started.elapsed().as_millis());
+    Ok(())
+}
+
+/// A spawn is answered once its program started; until then the run is
+/// the spawner's already, and a kill for it (a cancel that came while the
+/// spawn was under way) ends it: the spawn is still answered, then the run
+/// exits, killed. The two requests are written back to back (`join!` polls
+/// the spawn first), so the spawner reads the kill while the jail starts.
+async fn kill_before_the_answer(t: &mut Ctx) -> Outcome {
+    let req = request(t, "early", sh("echo ran; exec sleep 1000"));
+    let (spawned, killed) = tokio::join!(t.client.spawn(req), t.client.kill("early"));
+    killed.map_err(|e| format!("kill right after the spawn: {e}"))?;
+    let spawned = spawned.map_err(|e| format!("spawn: {e}"))?;
+    check!(spawned.run_id == "early", "spawn answered for run {}", spawned.run_id);
+    let report = t.exits.wait("early", Duration::from_secs(20)).await?;
+    check!(report.reason == EndReason::Killed, "reason {:?}", report.reason);
+    check!(has_exited(&spawned.pidfd), "the pidfd is not readable after Exited");
+    let ran = read(&t.dir.join("early.out")).contains("ran");
+    println!("    killed {} the program wrote its first line", if ran { "after" } else { "before" });
     Ok(())
 }
 

@@ -30,6 +30,7 @@
 //! spawner itself: the jail library's init dies with its parent.
 
 pub mod client;
+mod live;
 pub mod profile_set;
 pub mod protocol;
 mod ready_jail;

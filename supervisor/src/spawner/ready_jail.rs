@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use ccos_jail::cgroup::{CgroupLimits, Cgroups};
 use ccos_jail::profile::NetworkMode;
-use ccos_jail::spawn::{Ahead, CgroupSource, HostPaths, Prepared};
-use ccos_jail::{Jail, JailSpec, Profile};
+use ccos_jail::spawn::{Ahead, CgroupSource, HostPaths, Prepared, Starting};
+use ccos_jail::{JailSpec, Profile};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 /// The jail made ahead, and the cgroup limits it was made with.
@@ -60,12 +60,12 @@ impl ReadyJail {
     }
 
     /// Starts `spec` here, with the run's memory and pids limits set on the
-    /// jail's cgroup first.
-    pub(super) fn start(self, spec: &JailSpec, limits: &CgroupLimits) -> Result<Jail, ccos_jail::Error> {
+    /// jail's cgroup first; returns without waiting for its execve.
+    pub(super) fn begin(self, spec: &JailSpec, limits: &CgroupLimits) -> Result<Starting, ccos_jail::Error> {
         let changed = (limits.memory_max, limits.pids_max) != (self.limits.memory_max, self.limits.pids_max);
         if let (true, Some(group)) = (changed, self.prepared.cgroup()) {
             group.update_limits(limits.memory_max, limits.pids_max)?;
         }
-        self.prepared.start(spec)
+        self.prepared.begin(spec)
     }
 }

@@ -2,12 +2,15 @@
 //! socket, a signalfd and the pidfd of every live jail. Single-threaded, so
 //! `ccos_jail::spawn` may clone into new namespaces from here.
 //!
-//! Each turn of the loop: send what is queued for the daemon, poll, reap
-//! the jails that ended (`Exited`), kill the ones past their time limit,
-//! then read and answer requests. Nothing here waits on the daemon: replies
-//! queue until the socket takes them (its queue holds only
-//! net.unix.max_dgram_qlen messages, 10 by default). What does block the
-//! loop is the jail work itself: a spawn until the program's execve, and a
+//! Each turn of the loop: send what is queued for the daemon, make the next
+//! run's jail ahead, poll, answer the spawns whose program started
+//! (`Spawned`, see [`super::live`]), reap the jails that ended (`Exited`),
+//! kill the ones past their time limit, then read and answer requests.
+//! Nothing here waits on the daemon: replies queue until the socket takes
+//! them (its queue holds only net.unix.max_dgram_qlen messages, 10 by
+//! default). Nor on a jail's set-up: a spawn hands the run to the jail's
+//! init and is answered when its set-up pipe says the program started.
+//! What does block the loop is the rest of the jail work: cloning, and a
 //! cgroup freeze or kill (bounded by the jail library's timeouts).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -20,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use ccos_jail::cgroup::{self, CgroupLimits, Cgroups};
 use ccos_jail::profile::{BindMount, Limits, NetworkMode};
-use ccos_jail::{EndReason, Jail, JailSpec, Profile};
+use ccos_jail::{EndReason, JailSpec, Profile};
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -37,6 +40,7 @@ use ccos_jail::fdpass;
 use ccos_jail::net::PreparedNetwork;
 use ccos_jail::spawn::CgroupSource;
 
+use super::live::{Answer, Live, SpawnAnswer};
 use super::ready_jail::ReadyJail;
 use super::{profile_set, sys, SpawnerConfig};
 
@@ -93,13 +97,6 @@ pub(super) fn run(sock: OwnedFd, config: &SpawnerConfig, daemon: Pid) -> ! {
     // No destructors, no atexit handlers, no flushing of stdio buffers
     // copied from the daemon at fork.
     ccos_jail::sys::exit_now(code)
-}
-
-/// A jail the spawner holds, from its spawn until it is reaped.
-struct Live {
-    jail: Jail,
-    /// When its time limit runs out; `None` without one, or once killed.
-    deadline: Option<Instant>,
 }
 
 /// One message for the daemon, waiting for room in the socket.
@@ -216,15 +213,23 @@ impl Server {
                 break why;
             }
             // Replies are out: time to make the next jail, and a network
-            // for one made from scratch.
-            self.prepare_ready_jail();
-            self.prepare_network();
+            // for one made from scratch; but not while a jail starts, whose
+            // set-up would share the CPUs and the kernel's namespace and
+            // mount locks with it (create-to-exec). Then the spawner waits
+            // in poll, free for other requests.
+            if !self.jails.values().any(Live::is_starting) {
+                self.prepare_ready_jail();
+                self.prepare_network();
+            }
             let ready = match self.wait(true) {
                 Ok(ready) => ready,
                 Err(e) => break format!("poll: {e}"),
             };
             if ready.signalled && self.daemon_is_gone() {
                 break "the supervisor died".to_string();
+            }
+            for run_id in ready.started {
+                self.finish_start(&run_id);
             }
             for run_id in ready.ended {
                 let exited = self.reap(&run_id);
@@ -295,24 +300,32 @@ impl Server {
             fds.push(PollFd::new(self.sock.as_fd(), sock_events));
         }
         let first_jail = fds.len();
-        fds.extend(self.jails.values().map(|l| PollFd::new(l.jail.pidfd.as_fd(), PollFlags::POLLIN)));
+        fds.extend(self.jails.values().map(|l| PollFd::new(l.pidfd(), PollFlags::POLLIN)));
+        let first_starting = fds.len();
+        let starting: Vec<&String> =
+            self.jails.iter().filter(|(_, l)| l.setup_fd().is_some()).map(|(k, _)| k).collect();
+        fds.extend(self.jails.values().filter_map(Live::setup_fd).map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
         match poll(&mut fds, timeout) {
             Ok(_) => {}
-            Err(Errno::EINTR) => {
-                return Ok(Ready { signalled: false, terminate: false, sock: PollFlags::empty(), ended: Vec::new() })
-            }
+            Err(Errno::EINTR) => return Ok(Ready::nothing()),
             Err(e) => return Err(e),
         }
         let revents = |fd: &PollFd<'_>| fd.revents().unwrap_or(PollFlags::empty());
         let ended = self
             .jails
             .keys()
-            .zip(&fds[first_jail..])
+            .zip(&fds[first_jail..first_starting])
+            .filter(|(_, fd)| !revents(fd).is_empty())
+            .map(|(k, _)| k.clone())
+            .collect();
+        let started = starting
+            .into_iter()
+            .zip(&fds[first_starting..])
             .filter(|(_, fd)| !revents(fd).is_empty())
             .map(|(k, _)| k.clone())
             .collect();
         let sock = if serving { revents(&fds[1]) } else { PollFlags::empty() };
-        let mut ready = Ready { signalled: !revents(&fds[0]).is_empty(), terminate: false, sock, ended };
+        let mut ready = Ready { signalled: !revents(&fds[0]).is_empty(), terminate: false, sock, started, ended };
         drop(fds);
         if ready.signalled {
             while let Ok(Some(info)) = self.signals.read_signal() {
@@ -355,17 +368,29 @@ impl Server {
         for live in self.jails.values_mut() {
             if live.deadline.is_some_and(|d| d <= now) {
                 live.deadline = None;
-                live.jail.kill(EndReason::TimeLimit);
+                live.jail_mut().kill(EndReason::TimeLimit);
             }
         }
     }
 
+    /// A jail's program started (or its set-up failed): answers its spawn.
+    fn finish_start(&mut self, run_id: &str) {
+        let Some(live) = self.jails.remove(run_id) else { return };
+        let (live, answer) = live.finish_start();
+        self.jails.insert(run_id.to_string(), live);
+        if let Some(Answer { request, reply, pidfd }) = answer {
+            self.queue(Some(request), reply, Some(pidfd));
+        }
+    }
+
     /// Reaps a jail whose pidfd became readable: its `Exited` (or `Lost`).
+    /// A jail that ended while starting has its spawn answered first.
     fn reap(&mut self, run_id: &str) -> Reply {
+        self.finish_start(run_id);
         let Some(live) = self.jails.remove(run_id) else {
             return Reply::Lost { run_id: run_id.to_string(), message: "not a live run".into() };
         };
-        match live.jail.collect() {
+        match live.collect() {
             Ok(report) => Reply::Exited { run_id: run_id.to_string(), report },
             Err(e) => Reply::Lost { run_id: run_id.to_string(), message: format!("reaping the jail: {e}") },
         }
@@ -413,7 +438,11 @@ impl Server {
         };
         let run_id = request.run_id().map(str::to_string);
         let answer = match request {
-            Request::Spawn(spawn) => self.spawn(*spawn),
+            // Answered once the program started (see `finish_start`).
+            Request::Spawn(spawn) => match self.spawn(id, *spawn) {
+                Ok(()) => return,
+                Err(refusal) => Err(refusal),
+            },
             Request::Signal { run_id, signal } => self.signal(&run_id, signal).map(|()| (Reply::Ok { run_id }, None)),
             Request::Kill { run_id } => self.kill(&run_id).map(|()| (Reply::Ok { run_id }, None)),
             Request::Freeze { run_id } => self.freeze(&run_id, true).map(|()| (Reply::Ok { run_id }, None)),
@@ -430,10 +459,11 @@ impl Server {
         }
     }
 
-    /// Makes the run's jail: checks, profile, stdio, cgroup, spawn. Answers
-    /// `Spawned` with a copy of the jail's pidfd, or a refusal when nothing
-    /// was started.
-    fn spawn(&mut self, req: SpawnRequest) -> Result<(Reply, Option<OwnedFd>), Refusal> {
+    /// Makes the run's jail: checks, profile, stdio, cgroup, spawn; the jail
+    /// is then starting, and its `Spawned` (with a copy of the jail's
+    /// pidfd) is sent once its program started. A refusal when nothing was
+    /// started.
+    fn spawn(&mut self, request: RequestId, req: SpawnRequest) -> Result<(), Refusal> {
         // Checks first: nothing is made for a request that is refused.
         protocol::check_run_id(&req.run_id).map_err(|m| refuse(ErrorKind::BadRequest, m))?;
         if self.jails.contains_key(&req.run_id) {
@@ -478,36 +508,29 @@ impl Server {
         self.next_run = Some((req.profile.clone(), network, limits));
         let ready = self.ready_jail.take().filter(|r| r.fits(&spec.profile, network, &limits));
         let made = match ready {
-            Some(ready) => ready.start(&spec, &limits),
+            Some(ready) => ready.begin(&spec, &limits),
             None => {
                 self.network_mode = network;
                 spec.network_ready = self.spare_network.take_if(|n| n.serves(network));
                 let name = format!("{CGROUP_PREFIX}{}-{}", self.me, req.run_id);
                 let cgroup = CgroupSource::Make { cgroups: &self.cgroups, name: &name, limits };
-                ccos_jail::spawn(&spec, cgroup)
+                ccos_jail::spawn::begin(&spec, cgroup)
             }
         };
-        let mut jail = made.map_err(spawn_refusal)?;
+        let mut starting = made.map_err(spawn_refusal)?;
         drop(spec);
 
-        // The daemon gets its own copy of the pidfd: the spawner's stays
-        // with the jail until it is reaped.
-        let pidfd = match jail.pidfd.try_clone() {
+        let pidfd = match starting.jail().pidfd.try_clone() {
             Ok(fd) => fd,
             Err(e) => {
-                jail.kill(EndReason::SpawnFailed);
-                let _ = jail.collect();
+                starting.jail_mut().kill(EndReason::SpawnFailed);
+                let _ = starting.finish().collect();
                 return Err(refuse(ErrorKind::Spawn, format!("copying the jail's pidfd: {e}")));
             }
         };
-        let reply = Reply::Spawned {
-            run_id: req.run_id.clone(),
-            pid: jail.pid.as_raw(),
-            profile_hash: profile_hash.clone(),
-            setup_failure: jail.setup_failure().cloned(),
-        };
-        self.jails.insert(req.run_id, Live { jail, deadline });
-        Ok((reply, Some(pidfd)))
+        let answer = SpawnAnswer { request, run_id: req.run_id.clone(), profile_hash, pidfd };
+        self.jails.insert(req.run_id, Live::starting(starting, answer, deadline));
+        Ok(())
     }
 
     /// A profile by name: from the set `LoadProfiles` made, or, before
@@ -551,7 +574,7 @@ impl Server {
         let signal = Signal::try_from(signal)
             .map_err(|_| refuse(ErrorKind::BadRequest, format!("{signal} is not a signal number")))?;
         let live = self.live(run_id)?;
-        live.jail.signal(signal).map_err(|e| refuse(ErrorKind::System, e.to_string()))
+        live.jail().signal(signal).map_err(|e| refuse(ErrorKind::System, e.to_string()))
     }
 
     /// Kills the whole jail; its `Exited` follows when it is reaped.
@@ -559,20 +582,20 @@ impl Server {
     fn kill(&mut self, run_id: &str) -> Result<(), Refusal> {
         let live = self.live(run_id)?;
         live.deadline = None;
-        live.jail.kill(EndReason::Killed);
+        live.jail_mut().kill(EndReason::Killed);
         Ok(())
     }
 
     fn freeze(&mut self, run_id: &str, freeze: bool) -> Result<(), Refusal> {
         let live = self.live(run_id)?;
-        let group = live.jail.cgroup().ok_or_else(|| refuse(ErrorKind::Cgroup, "the run has no cgroup"))?;
+        let group = live.jail().cgroup().ok_or_else(|| refuse(ErrorKind::Cgroup, "the run has no cgroup"))?;
         let (verb, result) = if freeze { ("freezing", group.freeze()) } else { ("thawing", group.thaw()) };
         result.map_err(|e| refuse(ErrorKind::Cgroup, format!("{verb} run {run_id}: {e}")))
     }
 
     fn set_limits(&mut self, run_id: &str, memory: Option<u64>, pids: Option<u64>) -> Result<(), Refusal> {
         let live = self.live(run_id)?;
-        let group = live.jail.cgroup().ok_or_else(|| refuse(ErrorKind::Cgroup, "the run has no cgroup"))?;
+        let group = live.jail().cgroup().ok_or_else(|| refuse(ErrorKind::Cgroup, "the run has no cgroup"))?;
         group
             .update_limits(memory, pids)
             .map_err(|e| refuse(ErrorKind::Cgroup, format!("changing run {run_id}'s limits: {e}")))
@@ -580,7 +603,7 @@ impl Server {
 
     fn usage(&mut self, run_id: &str) -> Result<protocol::RunUsage, Refusal> {
         let live = self.live(run_id)?;
-        let group = live.jail.cgroup().ok_or_else(|| refuse(ErrorKind::Cgroup, "the run has no cgroup"))?;
+        let group = live.jail().cgroup().ok_or_else(|| refuse(ErrorKind::Cgroup, "the run has no cgroup"))?;
         let usage =
             group.usage().map_err(|e| refuse(ErrorKind::Cgroup, format!("reading run {run_id}'s usage: {e}")))?;
         Ok(usage.into())
@@ -653,10 +676,10 @@ impl Server {
         }
         let mut jails: Vec<Live> = std::mem::take(&mut self.jails).into_values().collect();
         for live in &mut jails {
-            live.jail.kill(EndReason::Killed);
+            live.jail_mut().kill(EndReason::Killed);
         }
         for live in jails {
-            let _ = live.jail.collect();
+            let _ = live.collect();
         }
         0
     }
@@ -678,6 +701,11 @@ impl Server {
                     return false;
                 }
             };
+            for run_id in ready.started {
+                self.finish_start(&run_id);
+            }
+            // Their `Spawned` answers have no one to go to.
+            self.outbox.clear();
             for run_id in ready.ended {
                 match self.reap(&run_id) {
                     Reply::Exited { report, .. } => eprintln!(
@@ -704,8 +732,16 @@ struct Ready {
     terminate: bool,
     /// The socket's events (none when not polled).
     sock: PollFlags,
+    /// Runs whose program started (or whose set-up failed).
+    started: Vec<String>,
     /// Runs whose jail ended.
     ended: Vec<String>,
+}
+
+impl Ready {
+    fn nothing() -> Ready {
+        Ready { signalled: false, terminate: false, sock: PollFlags::empty(), started: Vec::new(), ended: Vec::new() }
+    }
 }
 
 /// Maps the jail library's errors to kinds: bad input (a bind that cannot
