@@ -48,6 +48,16 @@ fn wait_until_ready(starting: &Starting, case: &str) {
     assert_eq!(ready, 1, "{case}: the set-up pipe was not ready within 10 s");
 }
 
+/// Polls the set-up pipe, finishes, and waits for the program: it must
+/// have started and exited with `code`.
+fn expect_program_exit(starting: Starting, case: &str, code: i32) {
+    wait_until_ready(&starting, case);
+    let jail = starting.finish();
+    assert!(jail.setup_failure().is_none(), "{case}: {:?}", jail.setup_failure());
+    let report = jail.wait(None).unwrap();
+    assert_eq!((report.reason, report.exit_code), (EndReason::Exited, Some(code)), "{case}: {report:?}");
+}
+
 fn read_all(mut pipe: std::fs::File) -> String {
     let mut out = String::new();
     pipe.read_to_string(&mut out).unwrap();
@@ -64,11 +74,7 @@ fn the_program_runs_once_the_setup_pipe_is_ready() {
     let (spec, out) = spec("echo started; exit 3");
     let starting = ccos_jail::spawn::begin(&spec, CgroupSource::None).unwrap();
     drop(spec);
-    wait_until_ready(&starting, case);
-    let jail = starting.finish();
-    assert!(jail.setup_failure().is_none(), "{case}: {:?}", jail.setup_failure());
-    let report = jail.wait(None).unwrap();
-    assert_eq!((report.reason, report.exit_code), (EndReason::Exited, Some(3)), "{case}: {report:?}");
+    expect_program_exit(starting, case, 3);
     assert_eq!(read_all(out), "started\n", "{case}");
     assert_no_children(case);
 }
@@ -113,11 +119,7 @@ fn a_prepared_jail_begins_its_run() {
     spec.hostname = Some("begun".into());
     let starting = prepared.begin(&spec).unwrap();
     drop(spec);
-    wait_until_ready(&starting, case);
-    let jail = starting.finish();
-    assert!(jail.setup_failure().is_none(), "{case}: {:?}", jail.setup_failure());
-    let report = jail.wait(None).unwrap();
-    assert_eq!((report.reason, report.exit_code), (EndReason::Exited, Some(0)), "{case}: {report:?}");
+    expect_program_exit(starting, case, 0);
     assert_eq!(read_all(out), "/bin/sh in begun\n", "{case}");
     assert_no_children(case);
 }

@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::OpenOptions;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -302,9 +302,9 @@ impl Server {
         let first_jail = fds.len();
         fds.extend(self.jails.values().map(|l| PollFd::new(l.pidfd(), PollFlags::POLLIN)));
         let first_starting = fds.len();
-        let starting: Vec<&String> =
-            self.jails.iter().filter(|(_, l)| l.setup_fd().is_some()).map(|(k, _)| k).collect();
-        fds.extend(self.jails.values().filter_map(Live::setup_fd).map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
+        let starting: Vec<(&String, BorrowedFd<'_>)> =
+            self.jails.iter().filter_map(|(k, l)| l.setup_fd().map(|fd| (k, fd))).collect();
+        fds.extend(starting.iter().map(|(_, fd)| PollFd::new(*fd, PollFlags::POLLIN)));
         match poll(&mut fds, timeout) {
             Ok(_) => {}
             Err(Errno::EINTR) => return Ok(Ready::nothing()),
@@ -322,7 +322,7 @@ impl Server {
             .into_iter()
             .zip(&fds[first_starting..])
             .filter(|(_, fd)| !revents(fd).is_empty())
-            .map(|(k, _)| k.clone())
+            .map(|((k, _), _)| k.clone())
             .collect();
         let sock = if serving { revents(&fds[1]) } else { PollFlags::empty() };
         let mut ready = Ready { signalled: !revents(&fds[0]).is_empty(), terminate: false, sock, started, ended };
