@@ -9,9 +9,9 @@
 //! them with the program, its stdio and (v1) the cgroup files over the sync
 //! socket, and read the set-up pipe until the program's execve (EOF) or a
 //! [`SetupFailure`]; [`Prepared::begin`] stops before that read, leaving a
-//! [`Starting`] for a caller that polls. [`spawn`] is both at once. [`Jail::wait`] then waits
-//! on the pidfd, with the time limit and forwarded signals, and turns the
-//! end into a [`Report`].
+//! [`Starting`] for a caller that polls. [`spawn`] is both at once.
+//! [`Jail::wait`] then waits on the pidfd, with the time limit and
+//! forwarded signals, and turns the end into a [`Report`].
 
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -430,8 +430,8 @@ impl Prepared {
 /// A jail whose init has the run's part and is starting its program.
 /// [`Starting::finish`] waits for the program's execve or the set-up's
 /// failure. A caller with other work (the supervisor's spawner, which
-/// meanwhile makes the next run's jail) polls [`Starting::setup_fd`]
-/// first, so that finish does not block.
+/// meanwhile answers requests and reaps other jails) polls
+/// [`Starting::setup_fd`] first, so that finish does not block.
 ///
 /// The jail is live already: it can be killed or signalled (see
 /// [`Starting::jail_mut`]); its pidfd becomes readable if it ends.

@@ -2,7 +2,8 @@
 //!
 //! A jail first *starts*: its init has the run's part and sets it up (the
 //! run's binds, its stdio, seccomp, execve) while the spawner goes on with
-//! other work, most often making the next run's jail. The daemon's
+//! other requests and jails (not with making the next run's jail, which
+//! waits until no jail starts: see the serve loop). The daemon's
 //! `Spawned` answer waits until the program's execve (or the set-up's
 //! failure), which the spawner learns by polling the jail's set-up pipe.
 //! Then the jail *runs* until its pidfd says it ended.
@@ -103,13 +104,12 @@ impl Live {
     }
 
     /// Reaps the jail (see [`Jail::collect`]): call it once its pidfd is
-    /// readable. A jail still starting is finished first, its answer
-    /// dropped (the caller queued it already, or has no one to send it to).
+    /// readable. A jail still starting is finished first, without an answer
+    /// (the caller has queued it already, or has no one to send it to).
     pub(super) fn collect(self) -> Result<Report, ccos_jail::Error> {
-        let (live, _) = self.finish_start();
-        match live.stage {
+        match self.stage {
+            Stage::Starting { starting, .. } => starting.finish().collect(),
             Stage::Running(jail) => jail.collect(),
-            Stage::Starting { .. } => unreachable!("finish_start left the starting stage"),
         }
     }
 

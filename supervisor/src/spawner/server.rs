@@ -3,7 +3,7 @@
 //! `ccos_jail::spawn` may clone into new namespaces from here.
 //!
 //! Each turn of the loop: send what is queued for the daemon, make the next
-//! run's jail ahead, poll, answer the spawns whose program started
+//! run's jail ahead (once no jail is starting), poll, answer the spawns whose program started
 //! (`Spawned`, see [`super::live`]), reap the jails that ended (`Exited`),
 //! kill the ones past their time limit, then read and answer requests.
 //! Nothing here waits on the daemon: replies queue until the socket takes
