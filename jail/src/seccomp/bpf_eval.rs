@@ -37,12 +37,13 @@ pub(crate) fn run(program: &[seccompiler::sock_filter], data: &[u8; 64]) -> u32 
             0x54 => acc &= k,
             // ja +k
             0x05 => pc += k as usize,
-            // jeq, jgt, jge #k
-            0x15 | 0x25 | 0x35 => {
+            // jeq, jgt, jge, jset #k
+            0x15 | 0x25 | 0x35 | 0x45 => {
                 let taken = match insn.code {
                     0x15 => acc == k,
                     0x25 => acc > k,
-                    _ => acc >= k,
+                    0x35 => acc >= k,
+                    _ => acc & k != 0,
                 };
                 pc += usize::from(if taken { insn.jt } else { insn.jf });
             }
@@ -51,6 +52,40 @@ pub(crate) fn run(program: &[seccompiler::sock_filter], data: &[u8; 64]) -> u32 
             code => panic!("unexpected BPF opcode {code:#x} at {}", pc - 1),
         }
     }
+}
+
+/// Whether the kernel's action cache lets x86_64 syscall `nr` skip
+/// `program`: the kernel's seccomp_is_const_allow (kernel/seccomp.c), which
+/// runs the program with only the number and the architecture known and
+/// says yes if it reaches `ret ALLOW` without looking at anything else.
+pub(crate) fn const_allow(program: &[seccompiler::sock_filter], nr: u32) -> bool {
+    let mut acc: u32 = 0;
+    let mut pc = 0usize;
+    while let Some(insn) = program.get(pc) {
+        pc += 1;
+        let k = insn.k;
+        match insn.code {
+            0x20 => match k {
+                0 => acc = nr,
+                4 => acc = super::filter::AUDIT_ARCH_X86_64,
+                _ => return false,
+            },
+            0x06 => return k == libc::SECCOMP_RET_ALLOW,
+            0x05 => pc += k as usize,
+            0x15 | 0x25 | 0x35 | 0x45 => {
+                let taken = match insn.code {
+                    0x15 => acc == k,
+                    0x25 => acc > k,
+                    0x35 => acc >= k,
+                    _ => acc & k != 0,
+                };
+                pc += usize::from(if taken { insn.jt } else { insn.jf });
+            }
+            0x54 => acc &= k,
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// What the kernel returns with all of `programs` installed, in order:

@@ -6,13 +6,13 @@ use std::fmt::Write as _;
 
 use seccompiler::BpfProgram;
 
-use super::compile::Role;
+use super::compile::{Program, Role};
 use super::filter::X32_SYSCALL_BIT;
 use super::model::{Action, Plan};
 
 const WIDTH: usize = 100;
 
-pub(crate) fn describe(plan: &Plan, roles: &[Role], programs: &[BpfProgram], hash: &str) -> String {
+pub(crate) fn describe(plan: &Plan, stack: &[Program], programs: &[BpfProgram], hash: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "seccomp filter {hash}");
     let _ = writeln!(out, "compiled for x86_64, kernel {}, a jail with no capabilities", plan.kernel);
@@ -35,8 +35,8 @@ pub(crate) fn describe(plan: &Plan, roles: &[Role], programs: &[BpfProgram], has
         let _ = writeln!(out, "no BPF program: the profile allows every syscall, so nothing is installed");
         return out;
     }
-    let _ = writeln!(out, "BPF programs, in installation order:");
-    for (i, (role, bpf)) in roles.iter().zip(programs).enumerate() {
+    let _ = writeln!(out, "BPF programs, as compiled (a stack, in installation order):");
+    for (i, Program { role, bpf }) in stack.iter().enumerate() {
         let what = match role {
             Role::Base => format!("guard, then base: unlisted syscalls -> {}, listed ones pass on", plan.default),
             Role::Action(a) => format!("rules -> {a}, anything else passes"),
@@ -46,6 +46,14 @@ pub(crate) fn describe(plan: &Plan, roles: &[Role], programs: &[BpfProgram], has
             Role::Guard => "guard: x32 and unknown-to-the-profile numbers -> ENOSYS".to_string(),
         };
         let _ = writeln!(out, "  {}. {what}: {} instructions", i + 1, bpf.len());
+    }
+    match programs {
+        [one] if stack.len() > 1 => {
+            let _ = writeln!(out, "installed: the stack folded into one program of {} instructions", one.len());
+        }
+        _ => {
+            let _ = writeln!(out, "installed: the stack as it is");
+        }
     }
     out
 }

@@ -3,7 +3,8 @@
 //!
 //! The way through: JSON text -> `types.rs` (strict serde schema) ->
 //! `plan.rs` (checks, and which rules apply here) -> `compile.rs` (stacked
-//! seccompiler filters + the hand-built guard of `filter.rs`) ->
+//! seccompiler filters + the hand-built guard of `filter.rs`) -> `fold.rs`
+//! (the stack as one program that answers the same) ->
 //! [`CompiledSeccomp`], installed in the jailed child by `install.rs`.
 //! README.md next to this file explains the choices and the shipped
 //! profiles.
@@ -24,6 +25,7 @@ mod disk_cache;
 mod errno;
 mod error;
 mod filter;
+mod fold;
 mod install;
 mod jsonpath;
 mod kernel;
@@ -65,8 +67,9 @@ pub struct CompiledSeccomp {
 /// the disk cache keeps only what a jail installs, not the plan.
 #[derive(Debug)]
 enum Source {
-    /// Compiled in this process: the plan, and each program's role.
-    Compiled { plan: model::Plan, roles: Vec<compile::Role> },
+    /// Compiled in this process: the plan, and the stack of programs
+    /// compile.rs made of it (what the installed program was folded from).
+    Compiled { plan: model::Plan, stack: Vec<compile::Program> },
     /// Read from the disk cache: the profile, compiled again by describe()
     /// (`check-profile` prints it once; a jail's spawn path never asks).
     DiskCache { bytes: Vec<u8>, origin: String, kernel: KernelVersion },
@@ -91,7 +94,7 @@ impl CompiledSeccomp {
     /// A human summary for `ccos-jail check-profile`.
     pub fn describe(&self) -> String {
         match &self.source {
-            Source::Compiled { plan, roles } => describe::describe(plan, roles, &self.programs, &self.hash),
+            Source::Compiled { plan, stack } => describe::describe(plan, stack, &self.programs, &self.hash),
             // The entry was written by a compile of these very bytes by this
             // build, so this compiles; if it somehow does not, say so rather
             // than panic in a diagnostic.
@@ -120,12 +123,17 @@ impl CompiledSeccomp {
         }
     }
 
-    /// Each program's role, in installation order (tests only).
-    fn roles(&self) -> &[compile::Role] {
+    /// The stack compile.rs made, before folding (tests only).
+    fn stack(&self) -> &[compile::Program] {
         match &self.source {
-            Source::Compiled { roles, .. } => roles,
-            Source::DiskCache { .. } => panic!("no roles: loaded from the disk cache"),
+            Source::Compiled { stack, .. } => stack,
+            Source::DiskCache { .. } => panic!("no stack: loaded from the disk cache"),
         }
+    }
+
+    /// Each stacked program's role, in installation order (tests only).
+    fn roles(&self) -> Vec<compile::Role> {
+        self.stack().iter().map(|p| p.role.clone()).collect()
     }
 }
 
@@ -151,11 +159,17 @@ pub fn compile(bytes: &[u8], origin: &str, kernel: KernelVersion) -> Result<Comp
         }
     };
     let plan = plan::plan(&profile, origin, kernel)?;
-    let (roles, programs): (Vec<_>, Vec<_>) =
-        compile::compile(&plan, origin)?.into_iter().map(|p| (p.role, p.bpf)).unzip();
+    let stack = compile::compile(&plan, origin)?;
+    let bpfs: Vec<BpfProgram> = stack.iter().map(|p| p.bpf.clone()).collect();
+    // One program installs faster than a stack and runs once per syscall;
+    // a stack that cannot be folded is installed as it is.
+    let programs = match bpfs.len() {
+        0 | 1 => bpfs,
+        _ => fold::fold(&bpfs).map_or(bpfs, |one| vec![one]),
+    };
     let flags = plan.flags;
     let hash = hash_programs(&programs, flags);
-    Ok(CompiledSeccomp { programs, flags, hash, source: Source::Compiled { plan, roles } })
+    Ok(CompiledSeccomp { programs, flags, hash, source: Source::Compiled { plan, stack } })
 }
 
 /// Parses and compiles a profile for the running kernel, once per content:
