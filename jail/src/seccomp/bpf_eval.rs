@@ -3,6 +3,7 @@
 //! can ask "what does this profile answer to socket(AF_NETLINK)" without
 //! installing anything.
 
+use super::filter::jump_taken;
 use super::CompiledSeccomp;
 
 /// AUDIT_ARCH_I386 (linux/audit.h).
@@ -39,12 +40,7 @@ pub(crate) fn run(program: &[seccompiler::sock_filter], data: &[u8; 64]) -> u32 
             0x05 => pc += k as usize,
             // jeq, jgt, jge, jset #k
             0x15 | 0x25 | 0x35 | 0x45 => {
-                let taken = match insn.code {
-                    0x15 => acc == k,
-                    0x25 => acc > k,
-                    0x35 => acc >= k,
-                    _ => acc & k != 0,
-                };
+                let taken = jump_taken(insn.code, acc, k).unwrap_or_default();
                 pc += usize::from(if taken { insn.jt } else { insn.jf });
             }
             // ret #k
@@ -73,12 +69,7 @@ pub(crate) fn const_allow(program: &[seccompiler::sock_filter], nr: u32) -> bool
             0x06 => return k == libc::SECCOMP_RET_ALLOW,
             0x05 => pc += k as usize,
             0x15 | 0x25 | 0x35 | 0x45 => {
-                let taken = match insn.code {
-                    0x15 => acc == k,
-                    0x25 => acc > k,
-                    0x35 => acc >= k,
-                    _ => acc & k != 0,
-                };
+                let taken = jump_taken(insn.code, acc, k).unwrap_or_default();
                 pc += usize::from(if taken { insn.jt } else { insn.jf });
             }
             0x54 => acc &= k,

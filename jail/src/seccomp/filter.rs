@@ -33,18 +33,21 @@
 use seccompiler::{sock_filter, BpfProgram};
 
 // Classic BPF opcodes (linux/bpf_common.h: BPF_LD 0x00, BPF_W 0x00,
-// BPF_ABS 0x20, BPF_JMP 0x05, BPF_JA 0x00, BPF_JEQ 0x10, BPF_JGT 0x20,
-// BPF_JGE 0x30, BPF_K 0x00, BPF_RET 0x06).
-const BPF_LD_W_ABS: u16 = 0x20;
-const BPF_JMP_JA: u16 = 0x05;
-const BPF_JMP_JEQ_K: u16 = 0x15;
-const BPF_JMP_JGT_K: u16 = 0x25;
-const BPF_JMP_JGE_K: u16 = 0x35;
-const BPF_RET_K: u16 = 0x06;
+// BPF_ABS 0x20, BPF_ALU 0x04, BPF_AND 0x50, BPF_JMP 0x05, BPF_JA 0x00,
+// BPF_JEQ 0x10, BPF_JGT 0x20, BPF_JGE 0x30, BPF_JSET 0x40, BPF_K 0x00,
+// BPF_RET 0x06); fold.rs reads and writes the same ones.
+pub(super) const BPF_LD_W_ABS: u16 = 0x20;
+pub(super) const BPF_ALU_AND_K: u16 = 0x54;
+pub(super) const BPF_JMP_JA: u16 = 0x05;
+pub(super) const BPF_JMP_JEQ_K: u16 = 0x15;
+pub(super) const BPF_JMP_JGT_K: u16 = 0x25;
+pub(super) const BPF_JMP_JGE_K: u16 = 0x35;
+pub(super) const BPF_JMP_JSET_K: u16 = 0x45;
+pub(super) const BPF_RET_K: u16 = 0x06;
 
 // Offsets in struct seccomp_data.
-const NR_OFFSET: u32 = 0;
-const ARCH_OFFSET: u32 = 4;
+pub(super) const NR_OFFSET: u32 = 0;
+pub(super) const ARCH_OFFSET: u32 = 4;
 
 /// AUDIT_ARCH_X86_64 (linux/audit.h: EM_X86_64 | __AUDIT_ARCH_64BIT |
 /// __AUDIT_ARCH_LE); libc does not export it.
@@ -53,12 +56,24 @@ pub(crate) const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
 /// __X32_SYSCALL_BIT.
 pub(crate) const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
-fn stmt(code: u16, k: u32) -> sock_filter {
+pub(super) fn stmt(code: u16, k: u32) -> sock_filter {
     sock_filter { code, jt: 0, jf: 0, k }
 }
 
-fn jump(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
+pub(super) fn jump(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
     sock_filter { code, jt, jf, k }
+}
+
+/// Whether a conditional jump on a constant (jeq, jgt, jge, jset #k) is
+/// taken with `acc` in the accumulator; None for any other opcode.
+pub(super) fn jump_taken(code: u16, acc: u32, k: u32) -> Option<bool> {
+    match code {
+        BPF_JMP_JEQ_K => Some(acc == k),
+        BPF_JMP_JGT_K => Some(acc > k),
+        BPF_JMP_JGE_K => Some(acc >= k),
+        BPF_JMP_JSET_K => Some(acc & k != 0),
+        _ => None,
+    }
 }
 
 /// The guard instructions; control leaves them at their end when the

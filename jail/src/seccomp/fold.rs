@@ -45,21 +45,10 @@ use std::collections::{BTreeSet, HashMap};
 use seccompiler::{sock_filter, BpfProgram};
 
 use super::compile::MAX_INSNS;
-use super::filter::AUDIT_ARCH_X86_64;
-
-// Classic BPF opcodes (linux/bpf_common.h).
-const LD_W_ABS: u16 = 0x20;
-const ALU_AND_K: u16 = 0x54;
-const JMP_JA: u16 = 0x05;
-const JMP_JEQ_K: u16 = 0x15;
-const JMP_JGT_K: u16 = 0x25;
-const JMP_JGE_K: u16 = 0x35;
-const JMP_JSET_K: u16 = 0x45;
-const RET_K: u16 = 0x06;
-
-// Offsets in struct seccomp_data.
-const NR_OFFSET: u32 = 0;
-const ARCH_OFFSET: u32 = 4;
+use super::filter::{
+    jump, jump_taken, stmt, ARCH_OFFSET, AUDIT_ARCH_X86_64, BPF_ALU_AND_K, BPF_JMP_JA, BPF_JMP_JEQ_K, BPF_JMP_JGE_K,
+    BPF_JMP_JGT_K, BPF_JMP_JSET_K, BPF_LD_W_ABS, BPF_RET_K, NR_OFFSET,
+};
 
 /// One program answering as `stack` does (installed in that order), or
 /// None if the stack uses something this module does not model, or the
@@ -79,7 +68,7 @@ pub(crate) fn fold(stack: &[BpfProgram]) -> Option<BpfProgram> {
     let by_number = search(&mut graph, &intervals);
     let load_nr = graph.intern(Node::Load { offset: NR_OFFSET, next: by_number });
     let kill = graph.intern(Node::Ret(libc::SECCOMP_RET_KILL_PROCESS));
-    let check_arch = graph.intern(Node::Jump { code: JMP_JEQ_K, k: AUDIT_ARCH_X86_64, jt: load_nr, jf: kill });
+    let check_arch = graph.intern(Node::Jump { code: BPF_JMP_JEQ_K, k: AUDIT_ARCH_X86_64, jt: load_nr, jf: kill });
     let root = graph.intern(Node::Load { offset: ARCH_OFFSET, next: check_arch });
     let program = graph.emit(root);
     (program.len() <= MAX_INSNS).then_some(program)
@@ -90,12 +79,12 @@ pub(crate) fn fold(stack: &[BpfProgram]) -> Option<BpfProgram> {
 fn kills_other_architectures(p: &[sock_filter]) -> bool {
     match p {
         [ld, jeq, ..] => {
-            ld.code == LD_W_ABS
+            ld.code == BPF_LD_W_ABS
                 && ld.k == ARCH_OFFSET
-                && jeq.code == JMP_JEQ_K
+                && jeq.code == BPF_JMP_JEQ_K
                 && jeq.k == AUDIT_ARCH_X86_64
                 && p.get(2 + usize::from(jeq.jf))
-                    .is_some_and(|r| r.code == RET_K && r.k == libc::SECCOMP_RET_KILL_PROCESS)
+                    .is_some_and(|r| r.code == BPF_RET_K && r.k == libc::SECCOMP_RET_KILL_PROCESS)
         }
         _ => false,
     }
@@ -108,7 +97,7 @@ fn kills_other_architectures(p: &[sock_filter]) -> bool {
 fn cuts(stack: &[BpfProgram]) -> BTreeSet<u32> {
     let mut cuts = BTreeSet::from([0]);
     for insn in stack.iter().flatten() {
-        if matches!(insn.code, JMP_JEQ_K | JMP_JGT_K | JMP_JGE_K) {
+        if matches!(insn.code, BPF_JMP_JEQ_K | BPF_JMP_JGT_K | BPF_JMP_JGE_K) {
             cuts.insert(insn.k);
             if let Some(next) = insn.k.checked_add(1) {
                 cuts.insert(next);
@@ -127,7 +116,7 @@ fn search(graph: &mut Graph, intervals: &[(u32, Id)]) -> Id {
     let mid = intervals.len() / 2;
     let below = search(graph, &intervals[..mid]);
     let from = search(graph, &intervals[mid..]);
-    graph.intern(Node::Jump { code: JMP_JGE_K, k: intervals[mid].0, jt: from, jf: below })
+    graph.intern(Node::Jump { code: BPF_JMP_JGE_K, k: intervals[mid].0, jt: from, jf: below })
 }
 
 type Id = usize;
@@ -239,13 +228,13 @@ impl Graph {
         };
 
         let mut out = Vec::with_capacity(len);
-        let ja = |from: usize, to: Id| stmt(JMP_JA, (at[&to] - (from + 1)) as u32);
+        let ja = |from: usize, to: Id| stmt(BPF_JMP_JA, (at[&to] - (from + 1)) as u32);
         for &id in &order {
             let here = out.len();
             match self.nodes[id] {
-                Node::Ret(k) => out.push(stmt(RET_K, k)),
+                Node::Ret(k) => out.push(stmt(BPF_RET_K, k)),
                 Node::Load { offset: k, next } | Node::And { k, next } => {
-                    let code = if matches!(self.nodes[id], Node::Load { .. }) { LD_W_ABS } else { ALU_AND_K };
+                    let code = if matches!(self.nodes[id], Node::Load { .. }) { BPF_LD_W_ABS } else { BPF_ALU_AND_K };
                     out.push(stmt(code, k));
                     if !falls_into(id, next) {
                         out.push(ja(here + 1, next));
@@ -276,14 +265,6 @@ impl Graph {
         }
         out
     }
-}
-
-fn stmt(code: u16, k: u32) -> sock_filter {
-    sock_filter { code, jt: 0, jf: 0, k }
-}
-
-fn jump(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
-    sock_filter { code, jt, jf, k }
 }
 
 /// The accumulator at compile time.
@@ -331,7 +312,7 @@ impl Folder<'_> {
             pc += 1;
             let k = insn.k;
             match (insn.code, acc) {
-                (LD_W_ABS, _) => match k {
+                (BPF_LD_W_ABS, _) => match k {
                     NR_OFFSET => acc = Acc::Known(self.nr),
                     ARCH_OFFSET => acc = Acc::Known(AUDIT_ARCH_X86_64),
                     offset => {
@@ -339,25 +320,21 @@ impl Folder<'_> {
                         return Some(graph.intern(Node::Load { offset, next }));
                     }
                 },
-                (ALU_AND_K, Acc::Unknown) => {
+                (BPF_ALU_AND_K, Acc::Unknown) => {
                     let next = self.from(graph, prog, pc, Acc::Unknown, result)?;
                     return Some(graph.intern(Node::And { k, next }));
                 }
-                (JMP_JA, _) => pc = pc.checked_add(k as usize)?,
-                (JMP_JEQ_K | JMP_JGT_K | JMP_JGE_K, Acc::Known(v)) => {
-                    let taken = match insn.code {
-                        JMP_JEQ_K => v == k,
-                        JMP_JGT_K => v > k,
-                        _ => v >= k,
-                    };
+                (BPF_JMP_JA, _) => pc = pc.checked_add(k as usize)?,
+                (BPF_JMP_JEQ_K | BPF_JMP_JGT_K | BPF_JMP_JGE_K, Acc::Known(v)) => {
+                    let taken = jump_taken(insn.code, v, k)?;
                     pc += usize::from(if taken { insn.jt } else { insn.jf });
                 }
-                (JMP_JEQ_K | JMP_JGT_K | JMP_JGE_K | JMP_JSET_K, Acc::Unknown) => {
+                (BPF_JMP_JEQ_K | BPF_JMP_JGT_K | BPF_JMP_JGE_K | BPF_JMP_JSET_K, Acc::Unknown) => {
                     let jt = self.from(graph, prog, pc + usize::from(insn.jt), Acc::Unknown, result)?;
                     let jf = self.from(graph, prog, pc + usize::from(insn.jf), Acc::Unknown, result)?;
                     return Some(graph.intern(Node::Jump { code: insn.code, k, jt, jf }));
                 }
-                (RET_K, _) => {
+                (BPF_RET_K, _) => {
                     let result = stronger(result, k);
                     if prog == 0 || result == libc::SECCOMP_RET_KILL_PROCESS {
                         return Some(graph.intern(Node::Ret(result)));
