@@ -370,7 +370,7 @@ mod tests {
     use super::super::bpf_eval::{self, const_allow, AUDIT_ARCH_I386};
     use super::super::filter::AUDIT_ARCH_X86_64;
     use super::super::shipped;
-    use super::super::tests::{compiled, fixture};
+    use super::super::tests::{compiled, fixture, PRECEDENCE_RULES};
     use super::fold;
 
     /// Profiles with every action, ties between errnos, argument conditions
@@ -383,19 +383,15 @@ mod tests {
             ("podman", fixture("podman-default.json")),
             (
                 "precedence",
-                br#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
-                    {"names": ["getpgid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13},
-                    {"names": ["getpgid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
-                    {"names": ["getpgid"], "action": "SCMP_ACT_KILL_PROCESS", "args": [{"index": 0, "value": 4242, "op": "SCMP_CMP_EQ"}]},
-                    {"names": ["getsid"], "action": "SCMP_ACT_LOG"},
-                    {"names": ["getsid"], "action": "SCMP_ACT_TRAP", "args": [{"index": 0, "value": 7, "op": "SCMP_CMP_EQ"}]},
-                    {"names": ["getppid"], "action": "SCMP_ACT_KILL"},
-                    {"names": ["mmap"], "action": "SCMP_ACT_ERRNO", "errnoRet": 22, "args": [
-                        {"index": 2, "value": 4, "valueTwo": 4, "op": "SCMP_CMP_MASKED_EQ"},
-                        {"index": 3, "value": 4096, "op": "SCMP_CMP_GE"}]},
-                    {"names": ["mmap"], "action": "SCMP_ACT_ERRNO", "errnoRet": 12, "args": [{"index": 1, "value": 65536, "op": "SCMP_CMP_GT"}]}
-                ]}"#
-                .to_vec(),
+                format!(
+                    r#"{{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{PRECEDENCE_RULES},
+                    {{"names": ["mmap"], "action": "SCMP_ACT_ERRNO", "errnoRet": 22, "args": [
+                        {{"index": 2, "value": 4, "valueTwo": 4, "op": "SCMP_CMP_MASKED_EQ"}},
+                        {{"index": 3, "value": 4096, "op": "SCMP_CMP_GE"}}]}},
+                    {{"names": ["mmap"], "action": "SCMP_ACT_ERRNO", "errnoRet": 12, "args": [{{"index": 1, "value": 65536, "op": "SCMP_CMP_GT"}}]}}
+                ]}}"#
+                )
+                .into_bytes(),
             ),
             (
                 "kill default",

@@ -581,19 +581,20 @@ fn load_bytes_compiles_once_per_content() {
 
 // ---------------------------------------------------------------- precedence
 
+/// Rules with several actions on overlapping calls, for a default-ALLOW
+/// profile (fold.rs's tests add more to them).
+pub(crate) const PRECEDENCE_RULES: &str = r#"
+    {"names": ["getpgid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13},
+    {"names": ["getpgid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+    {"names": ["getpgid"], "action": "SCMP_ACT_KILL_PROCESS", "args": [{"index": 0, "value": 4242, "op": "SCMP_CMP_EQ"}]},
+    {"names": ["getsid"], "action": "SCMP_ACT_LOG"},
+    {"names": ["getsid"], "action": "SCMP_ACT_TRAP", "args": [{"index": 0, "value": 7, "op": "SCMP_CMP_EQ"}]},
+    {"names": ["getppid"], "action": "SCMP_ACT_KILL"}"#;
+
 #[test]
 fn stacked_filters_follow_kernel_precedence() {
     // Default ALLOW; several actions on overlapping calls.
-    let c = compiled(
-        br#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
-            {"names": ["getpgid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13},
-            {"names": ["getpgid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
-            {"names": ["getpgid"], "action": "SCMP_ACT_KILL_PROCESS", "args": [{"index": 0, "value": 4242, "op": "SCMP_CMP_EQ"}]},
-            {"names": ["getsid"], "action": "SCMP_ACT_LOG"},
-            {"names": ["getsid"], "action": "SCMP_ACT_TRAP", "args": [{"index": 0, "value": 7, "op": "SCMP_CMP_EQ"}]},
-            {"names": ["getppid"], "action": "SCMP_ACT_KILL"}
-        ]}"#,
-    );
+    let c = compiled(format!(r#"{{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{PRECEDENCE_RULES}]}}"#).as_bytes());
     let getpgid = nr("getpgid");
     let getsid = nr("getsid");
     // Two ERRNOs: the one that appears later in the profile wins.
